@@ -1,0 +1,11 @@
+#pragma once
+/// \file all.hpp
+/// Every primitive of the cpu (Eigen / OpenMP) backend.
+
+#include "protoseg/backend/cpu/copy.hpp"
+#include "protoseg/backend/cpu/elementwise.hpp"
+#include "protoseg/backend/cpu/gemm.hpp"
+#include "protoseg/backend/cpu/parallel.hpp"
+#include "protoseg/backend/cpu/reduction.hpp"
+#include "protoseg/backend/cpu/softmax.hpp"
+#include "protoseg/backend/cpu/traits.hpp"

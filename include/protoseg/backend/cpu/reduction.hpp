@@ -1,0 +1,87 @@
+#pragma once
+/// \file reduction.hpp
+/// cpu reductions along the middle axis of an (outer, n, inner) view.
+
+#include <cstdint>
+#include <limits>
+
+#include "protoseg/backend/cpu/parallel.hpp"
+#include "protoseg/backend/primitives.hpp"
+
+namespace protoseg::backend {
+
+template <>
+struct reduction<cpu> {
+  /// out[o, i] = fold(f, init, in[o, 0..n, i]).
+  template <class T, class F>
+  static void reduce(const T* in, T* out, std::int64_t outer, std::int64_t n, std::int64_t inner,
+                     T init, F f) {
+    const std::int64_t work = outer * n * inner;
+    if (inner == 1) {
+      PROTOSEG_OMP_FOR(work)
+      for (std::int64_t o = 0; o < outer; ++o) {
+        const T* p = in + o * n;
+        T acc = init;
+        for (std::int64_t k = 0; k < n; ++k) acc = f(acc, p[k]);
+        out[o] = acc;
+      }
+      return;
+    }
+    PROTOSEG_OMP_FOR(work)
+    for (std::int64_t o = 0; o < outer; ++o) {
+      T* po = out + o * inner;
+      for (std::int64_t i = 0; i < inner; ++i) po[i] = init;
+      for (std::int64_t k = 0; k < n; ++k) {
+        const T* p = in + (o * n + k) * inner;
+        for (std::int64_t i = 0; i < inner; ++i) po[i] = f(po[i], p[i]);
+      }
+    }
+  }
+
+  /// Largest value and the first index reaching it along the axis. NaN wins
+  /// (as in PyTorch), so a NaN input is never hidden behind a finite maximum.
+  template <class T>
+  static void argmax(const T* in, T* values, std::int64_t* indices, std::int64_t outer,
+                     std::int64_t n, std::int64_t inner) {
+    const std::int64_t work = outer * n * inner;
+    PROTOSEG_OMP_FOR(work)
+    for (std::int64_t o = 0; o < outer; ++o) {
+      for (std::int64_t i = 0; i < inner; ++i) {
+        const T* p = in + o * n * inner + i;
+        T best = p[0];
+        std::int64_t arg = 0;
+        for (std::int64_t k = 1; k < n; ++k) {
+          const T v = p[k * inner];
+          if (best != best) break;
+          if (v > best || v != v) {
+            best = v;
+            arg = k;
+          }
+        }
+        if (values) values[o * inner + i] = best;
+        indices[o * inner + i] = arg;
+      }
+    }
+  }
+
+  /// Gradient routing of max along an axis: out[o, idx[o, i], i] = g[o, i],
+  /// zero elsewhere.
+  template <class T>
+  static void scatter_axis(const T* g, const std::int64_t* idx, T* out, std::int64_t outer, std::int64_t n,
+                           std::int64_t inner);
+};
+
+}  // namespace protoseg::backend
+
+namespace protoseg::backend {
+template <class T>
+void reduction<cpu>::scatter_axis(const T* g, const std::int64_t* idx, T* out, std::int64_t outer,
+                                  std::int64_t n, std::int64_t inner) {
+  PROTOSEG_OMP_FOR(outer * n * inner)
+  for (std::int64_t o = 0; o < outer; ++o) {
+    T* po = out + o * n * inner;
+    for (std::int64_t j = 0; j < n * inner; ++j) po[j] = T(0);
+    for (std::int64_t i = 0; i < inner; ++i) po[idx[o * inner + i] * inner + i] = g[o * inner + i];
+  }
+}
+}  // namespace protoseg::backend

@@ -1,0 +1,37 @@
+#pragma once
+/// \file protoseg.hpp
+/// Umbrella header: everything a user of protoseg needs.
+///
+///   #include <protoseg/protoseg.hpp>
+///
+/// The cpu backend (Eigen) is always available. The cuda backend is added by
+/// including <protoseg/cuda.hpp> from a translation unit compiled with nvcc,
+/// or with g++ against Thrust's OpenMP device system.
+
+#include "protoseg/config.hpp"
+#include "protoseg/error.hpp"
+#include "protoseg/fwd.hpp"
+
+#include "protoseg/backend/cpu/all.hpp"
+#include "protoseg/backend/functors.hpp"
+#include "protoseg/backend/policy.hpp"
+
+#include "protoseg/tensor/creation.hpp"
+#include "protoseg/tensor/math.hpp"
+#include "protoseg/tensor/print.hpp"
+#include "protoseg/tensor/random.hpp"
+#include "protoseg/tensor/shape.hpp"
+#include "protoseg/tensor/tensor.hpp"
+
+#include "protoseg/autograd/grad_mode.hpp"
+#include "protoseg/autograd/gradcheck.hpp"
+#include "protoseg/autograd/variable.hpp"
+
+#include "protoseg/ops/arithmetic.hpp"
+#include "protoseg/ops/layout.hpp"
+#include "protoseg/ops/matmul.hpp"
+#include "protoseg/ops/reduction.hpp"
+#include "protoseg/ops/softmax.hpp"
+#include "protoseg/ops/unary.hpp"
+
+#include "protoseg/loss/cross_entropy.hpp"
