@@ -225,7 +225,7 @@ TEST_CASE_TEMPLATE("softmax, log_softmax and l2_normalize", T, FLOAT_TYPES) {
   const double z = std::exp(1.0) + std::exp(2.0) + std::exp(3.0);
   CHECK(close(slice(s, 0, 0, 1), {std::exp(1.0) / z, std::exp(2.0) / z, std::exp(3.0) / z}));
   CHECK(s(1, 2) == T(1));  // stable for large inputs
-  CHECK(close(log_softmax(x, 1), log(s + T(1e-300 > 0 ? 0 : 0))) == false);  // log(0) = -inf differs
+  CHECK(close(slice(log_softmax(x, 1), 0, 1, 2), {-1001, -1000, 0}));  // log(softmax) would give -inf
   CHECK(close(slice(log_softmax(x, 1), 0, 0, 1), slice(log(s), 0, 0, 1)));
   CHECK(all_finite(log_softmax(x, 1)));
   auto s0 = softmax(x.reshape({2, 3, 1}), 0);

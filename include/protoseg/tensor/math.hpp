@@ -372,7 +372,7 @@ tensor<T, P> index(const tensor<T, P>& x, int axis, std::int64_t i) {
 }
 
 /// Tensors joined along `axis`; all other dimensions must agree.
-template <class T, class P>
+template <class T, class P = cpu>
 tensor<T, P> concat(const std::vector<tensor<T, P>>& xs, int axis) {
   if (xs.empty()) detail::fail<shape_error>("concat: no tensors given");
   xs[0].require_defined("concat");
