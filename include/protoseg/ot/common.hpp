@@ -3,9 +3,9 @@
 /// Options, results, input checks and the small vectorisable kernels shared
 /// by the Sinkhorn-Knopp solvers of `protoseg::ot` (supplementary Algorithm 1).
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -68,11 +68,14 @@ void check_matrix(const tensor<T>& s, const char* who, const char* arg, const ch
 /// bits). Relative error about 1 ulp; +inf above the overflow threshold like
 /// std::exp, 0 below the smallest normal (denormal results flush to 0).
 inline float fast_exp(float x) {
-  const float hi = 88.9f, lo = -87.33f;
+  const float hi = 88.9f, lo = -87.3365f;
   const bool under = x < lo;
   x = x > hi ? hi : x;
   x = x < lo ? lo : x;
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  // Round to nearest through the 1.5 * 2^23 shifter (std::floor does not
+  // vectorise under the default strict floating-point flags).
+  const float shifter = 12582912.0f;
+  const float n = (x * 1.44269504088896341f + shifter) - shifter;
   float r = x - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
   float p = 1.0f / 5040.0f;
@@ -83,13 +86,14 @@ inline float fast_exp(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  // n reaches 128 just below the overflow threshold: build 2^127 and double it.
+  // n reaches 128 just below the overflow threshold: build 2^127 and double
+  // it. Below the threshold the scale is 0 (every step stays unconditional,
+  // which keeps the loop vectorisable).
   const bool top = n > 127.0f;
-  const std::int32_t bits = (static_cast<std::int32_t>(top ? 127.0f : n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  const float y = (p * scale) * (top ? 2.0f : 1.0f);
-  return under ? 0.0f : y;
+  const std::int32_t e = static_cast<std::int32_t>(top ? 127.0f : n) + 127;
+  const float scale = std::bit_cast<float>(under ? std::int32_t(0) : (e << 23));
+  const float extra = top ? 2.0f : 1.0f;
+  return (p * scale) * extra;
 }
 
 inline double fast_exp(double x) {
@@ -97,7 +101,8 @@ inline double fast_exp(double x) {
   const bool under = x < lo;
   x = x > hi ? hi : x;
   x = x < lo ? lo : x;
-  const double n = std::floor(x * 1.4426950408889634074 + 0.5);
+  const double shifter = 6755399441055744.0;  // 1.5 * 2^52
+  const double n = (x * 1.4426950408889634074 + shifter) - shifter;
   double r = x - n * 6.93147180369123816490e-01;
   r = r - n * 1.90821492927058770002e-10;
   double p = 1.0 / 6227020800.0;
@@ -115,11 +120,10 @@ inline double fast_exp(double x) {
   p = p * r + 1.0;
   p = p * r + 1.0;
   const bool top = n > 1023.0;
-  const std::int64_t bits = (static_cast<std::int64_t>(top ? 1023.0 : n) + 1023) << 52;
-  double scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  const double y = (p * scale) * (top ? 2.0 : 1.0);
-  return under ? 0.0 : y;
+  const std::int64_t e = static_cast<std::int64_t>(top ? 1023.0 : n) + 1023;
+  const double scale = std::bit_cast<double>(under ? std::int64_t(0) : (e << 52));
+  const double extra = top ? 2.0 : 1.0;
+  return (p * scale) * extra;
 }
 
 /// Outcome codes of a kernel that runs inside a parallel region (exceptions

@@ -1,0 +1,412 @@
+#pragma once
+/// \file sinkhorn.hpp
+/// Sinkhorn-Knopp online clustering (supplementary Algorithm 1, Eq. 9):
+/// `sinkhorn_knopp` on a K x N score matrix, `online_clustering` on
+/// prototypes and embeddings, in the plain form of Algorithm 1 or in the log
+/// domain, with an optional stopping tolerance.
+///
+/// The plain solver never materialises the intermediate L of Algorithm 1:
+/// it keeps L = diag(u) exp(S / kappa) diag(v) as two scaling vectors over
+/// E = exp(S / kappa) (stored in the output), so one iteration is one fused
+/// pass over memory (the column normalisation of round t and the row sums of
+/// round t + 1 share it). The global `L /= sum(L)` of Algorithm 1 only rescales
+/// L and cancels in the first row normalisation; it is not repeated.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "protoseg/ot/common.hpp"
+#include "protoseg/tensor/math.hpp"
+
+namespace protoseg::ot {
+
+namespace detail {
+
+/// Columns per block of the fused passes (a K x block tile stays in L1).
+inline constexpr std::int64_t column_block = 256;
+
+/// Splits [0, n) evenly over a team; thread `t` of `nt` gets [begin, end).
+inline void team_range(std::int64_t n, int t, int nt, std::int64_t& begin, std::int64_t& end) {
+  begin = n * t / nt;
+  end = n * (t + 1) / nt;
+}
+
+inline int team_threads(std::int64_t work) {
+  const int nt = protoseg::num_threads();
+  return work > backend::cpu_detail::parallel_grain ? nt : 1;
+}
+
+/// Plain-domain Algorithm 1 on scores S (K x N, row-major) into Q (may alias
+/// nothing). Returns the status; fills iterations and error.
+template <class T>
+status dense_plain(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkhorn_options& o, int& iters_used,
+                   double& err_out) {
+  const T inv_kappa = T(1.0 / o.kappa);
+  const int threads = team_threads(K * N);
+  const T row_target = T(double(N) / double(K));  // row sums once columns sum to 1
+  std::vector<T> partial(static_cast<std::size_t>(threads) * static_cast<std::size_t>(K), T(0));
+  std::vector<T> u(static_cast<std::size_t>(K));
+  std::vector<T> smin(static_cast<std::size_t>(threads)), smax(static_cast<std::size_t>(threads));
+  status st = status::ok;
+  bool done = false, write_next = false;
+  std::vector<T> rows(static_cast<std::size_t>(K));
+  int used = 0;
+  double err = 0;
+
+  PROTOSEG_OT_PARALLEL(threads > 1, threads) {
+    const int tid = team_rank(), nt = team_size();
+    std::int64_t j0, j1;
+    team_range(N, tid, nt, j0, j1);
+    T* my = partial.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(K);
+    // Pass 0: E = exp(S / kappa) and its row sums (v = 1).
+    T lo = std::numeric_limits<T>::infinity(), hi = -lo;
+    for (std::int64_t i = 0; i < K; ++i) {
+      const T* s = S + i * N;
+      T* q = Q + i * N;
+      T acc = 0;
+      PROTOSEG_OT_SIMD_REDUCE(+, acc)
+      for (std::int64_t j = j0; j < j1; ++j) {
+        const T e = fast_exp(s[j] * inv_kappa);
+        q[j] = e;
+        acc += e;
+      }
+      for (std::int64_t j = j0; j < j1; ++j) {
+        lo = s[j] < lo ? s[j] : lo;
+        hi = s[j] > hi ? s[j] : hi;
+      }
+      my[i] = acc;
+    }
+    smin[static_cast<std::size_t>(tid)] = lo;
+    smax[static_cast<std::size_t>(tid)] = hi;
+    team_barrier();
+    if (tid == 0) {
+      for (int t = 0; t < nt; ++t)
+        if (!std::isfinite(smin[static_cast<std::size_t>(t)]) || !std::isfinite(smax[static_cast<std::size_t>(t)]))
+          st = status::non_finite_scores;
+      for (std::int64_t i = 0; i < K && st == status::ok; ++i) {
+        T r = 0;
+        for (int t = 0; t < nt; ++t) r += partial[static_cast<std::size_t>(t * K + i)];
+        if (std::isnan(r)) st = status::non_finite_scores;
+        else if (std::isinf(r)) st = status::overflow;
+        else if (!(r > 0)) st = status::underflow;
+        else u[static_cast<std::size_t>(i)] = row_target / r;
+      }
+      done = st != status::ok;
+    }
+    team_barrier();
+    // One fused pass: column sums c_j = sum_i E_ij u_i, then either the row
+    // sums sum_j E_ij / c_j of the column-normalised matrix (the next row
+    // step) or, when `write`, the output Q_ij = E_ij u_i / c_j and its row sums.
+    auto pass = [&](bool write) {
+      T c[column_block];
+      for (std::int64_t i = 0; i < K; ++i) my[i] = 0;
+      T cmin = std::numeric_limits<T>::infinity(), cmax = 0;
+      for (std::int64_t jb = j0; jb < j1; jb += column_block) {
+        const std::int64_t nb = std::min(column_block, j1 - jb);
+        for (std::int64_t j = 0; j < nb; ++j) c[j] = 0;
+        for (std::int64_t i = 0; i < K; ++i) {
+          const T* q = Q + i * N + jb;
+          const T ui = u[static_cast<std::size_t>(i)];
+          PROTOSEG_OT_SIMD
+          for (std::int64_t j = 0; j < nb; ++j) c[j] += q[j] * ui;
+        }
+        for (std::int64_t j = 0; j < nb; ++j) {
+          cmin = c[j] < cmin ? c[j] : cmin;
+          cmax = c[j] > cmax ? c[j] : cmax;
+          c[j] = T(1) / c[j];
+        }
+        for (std::int64_t i = 0; i < K; ++i) {
+          T* q = Q + i * N + jb;
+          T acc = 0;
+          if (write) {
+            const T ui = u[static_cast<std::size_t>(i)];
+            PROTOSEG_OT_SIMD_REDUCE(+, acc)
+            for (std::int64_t j = 0; j < nb; ++j) {
+              const T x = q[j] * ui * c[j];
+              q[j] = x;
+              acc += x;
+            }
+          } else {
+            PROTOSEG_OT_SIMD_REDUCE(+, acc)
+            for (std::int64_t j = 0; j < nb; ++j) acc += q[j] * c[j];
+          }
+          my[i] += acc;
+        }
+      }
+      smin[static_cast<std::size_t>(tid)] = cmin;
+      smax[static_cast<std::size_t>(tid)] = cmax;
+    };
+    // Thread 0 merges the partial row sums in a fixed order (results do not
+    // depend on the schedule beyond the split of the sums).
+    auto merge = [&](bool write) {
+      for (int t = 0; t < nt; ++t) {
+        if (!(smin[static_cast<std::size_t>(t)] > 0)) st = status::underflow;
+        if (!std::isfinite(smax[static_cast<std::size_t>(t)])) st = status::overflow;
+      }
+      double e = 0;
+      for (std::int64_t i = 0; i < K; ++i) {
+        T r = 0;
+        for (int t = 0; t < nt; ++t) r += partial[static_cast<std::size_t>(t * K + i)];
+        const T row = write ? r : u[static_cast<std::size_t>(i)] * r;
+        e = std::max(e, std::abs(double(row) / double(row_target) - 1.0));
+        if (!write && (!(r > 0) || !std::isfinite(r))) st = status::underflow;
+        rows[static_cast<std::size_t>(i)] = r;
+      }
+      err = e;
+    };
+    for (int round = 1; round <= o.iterations && !done; ++round) {
+      const bool fused_final = o.tolerance <= 0 && round == o.iterations;
+      pass(fused_final);
+      team_barrier();
+      if (tid == 0) {
+        merge(fused_final);
+        used = round;
+        write_next = false;
+        if (fused_final || st != status::ok) {
+          done = true;
+        } else if ((o.tolerance > 0 && err <= o.tolerance) || round == o.iterations) {
+          write_next = true;  // stop: write Q with the current u
+        } else {
+          for (std::int64_t i = 0; i < K; ++i)
+            u[static_cast<std::size_t>(i)] = row_target / rows[static_cast<std::size_t>(i)];
+        }
+      }
+      team_barrier();
+      if (write_next) {
+        pass(true);
+        team_barrier();
+        if (tid == 0) {
+          merge(true);
+          done = true;
+        }
+        team_barrier();
+      }
+    }
+  }
+  iters_used = used;
+  err_out = err;
+  return st;
+}
+
+/// Log-domain Algorithm 1: keeps log Q = S / kappa + a_i + b_j with the row
+/// and column steps done by log-sum-exp, so nothing overflows. F = S / kappa
+/// is kept in Q until the final write.
+template <class T>
+status dense_log(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkhorn_options& o, int& iters_used,
+                 double& err_out) {
+  const T inv_kappa = T(1.0 / o.kappa);
+  const int threads = team_threads(K * N);
+  const T log_row_target = T(std::log(double(N) / double(K)));
+  const std::size_t nts = static_cast<std::size_t>(threads), ks = static_cast<std::size_t>(K);
+  std::vector<T> partial(nts * ks), a(ks), m(ks), lse(ks), b(static_cast<std::size_t>(N), T(0));
+  std::vector<T> smin(nts), smax(nts);
+  status st = status::ok;
+  bool done = false, stop = false;
+  int used = 0;
+  double err = 0;
+  constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+
+  PROTOSEG_OT_PARALLEL(threads > 1, threads) {
+    const int tid = team_rank(), nt = team_size();
+    std::int64_t j0, j1;
+    team_range(N, tid, nt, j0, j1);
+    T* my = partial.data() + static_cast<std::size_t>(tid) * ks;
+    // lse_i = log sum_j exp(F_ij + b_j), in two phases (max, then sum).
+    auto row_lse = [&]() {
+      for (std::int64_t i = 0; i < K; ++i) {
+        const T* f = Q + i * N;
+        T mx = neg_inf;
+        PROTOSEG_OT_SIMD_REDUCE(max, mx)
+        for (std::int64_t j = j0; j < j1; ++j) mx = std::max(mx, f[j] + b[static_cast<std::size_t>(j)]);
+        my[i] = mx;
+      }
+      team_barrier();
+      if (tid == 0)
+        for (std::int64_t i = 0; i < K; ++i) {
+          T mx = neg_inf;
+          for (int t = 0; t < nt; ++t) mx = std::max(mx, partial[static_cast<std::size_t>(t) * ks + i]);
+          m[static_cast<std::size_t>(i)] = mx;
+        }
+      team_barrier();
+      for (std::int64_t i = 0; i < K; ++i) {
+        const T* f = Q + i * N;
+        const T mi = m[static_cast<std::size_t>(i)];
+        T acc = 0;
+        PROTOSEG_OT_SIMD_REDUCE(+, acc)
+        for (std::int64_t j = j0; j < j1; ++j) acc += fast_exp(f[j] + b[static_cast<std::size_t>(j)] - mi);
+        my[i] = acc;
+      }
+      team_barrier();
+      if (tid == 0)
+        for (std::int64_t i = 0; i < K; ++i) {
+          T sum = 0;
+          for (int t = 0; t < nt; ++t) sum += partial[static_cast<std::size_t>(t) * ks + i];
+          lse[static_cast<std::size_t>(i)] = m[static_cast<std::size_t>(i)] + std::log(sum);
+        }
+    };
+    T lo = std::numeric_limits<T>::infinity(), hi = -lo;
+    for (std::int64_t i = 0; i < K; ++i) {
+      const T* s = S + i * N;
+      T* f = Q + i * N;
+      PROTOSEG_OT_SIMD
+      for (std::int64_t j = j0; j < j1; ++j) f[j] = s[j] * inv_kappa;
+      for (std::int64_t j = j0; j < j1; ++j) {
+        lo = s[j] < lo ? s[j] : lo;
+        hi = s[j] > hi ? s[j] : hi;
+      }
+    }
+    smin[static_cast<std::size_t>(tid)] = lo;
+    smax[static_cast<std::size_t>(tid)] = hi;
+    team_barrier();
+    if (tid == 0) {
+      for (int t = 0; t < nt; ++t)
+        if (!std::isfinite(smin[static_cast<std::size_t>(t)]) || !std::isfinite(smax[static_cast<std::size_t>(t)]))
+          st = status::non_finite_scores;
+      done = st != status::ok;
+    }
+    team_barrier();
+    if (!done) {
+      row_lse();
+      if (tid == 0)
+        for (std::int64_t i = 0; i < K; ++i)
+          a[static_cast<std::size_t>(i)] = log_row_target - lse[static_cast<std::size_t>(i)];
+      team_barrier();
+      T cm[column_block], cs[column_block];
+      for (int round = 1; round <= o.iterations; ++round) {
+        // Column step: b_j = -log sum_i exp(F_ij + a_i) (columns sum to 1).
+        for (std::int64_t jb = j0; jb < j1; jb += column_block) {
+          const std::int64_t nb = std::min(column_block, j1 - jb);
+          for (std::int64_t j = 0; j < nb; ++j) {
+            cm[j] = neg_inf;
+            cs[j] = 0;
+          }
+          for (std::int64_t i = 0; i < K; ++i) {
+            const T* f = Q + i * N + jb;
+            const T ai = a[static_cast<std::size_t>(i)];
+            PROTOSEG_OT_SIMD
+            for (std::int64_t j = 0; j < nb; ++j) cm[j] = std::max(cm[j], f[j] + ai);
+          }
+          for (std::int64_t i = 0; i < K; ++i) {
+            const T* f = Q + i * N + jb;
+            const T ai = a[static_cast<std::size_t>(i)];
+            PROTOSEG_OT_SIMD
+            for (std::int64_t j = 0; j < nb; ++j) cs[j] += fast_exp(f[j] + ai - cm[j]);
+          }
+          for (std::int64_t j = 0; j < nb; ++j) b[static_cast<std::size_t>(jb + j)] = -(cm[j] + std::log(cs[j]));
+        }
+        team_barrier();
+        // Row sums of the column-normalised Q are exp(a_i + lse_i): the error
+        // of this round, and the next round's row step.
+        row_lse();
+        if (tid == 0) {
+          double e = 0;
+          for (std::int64_t i = 0; i < K; ++i) {
+            const double row = std::exp(double(a[static_cast<std::size_t>(i)] + lse[static_cast<std::size_t>(i)]) -
+                                        double(log_row_target));
+            e = std::max(e, std::abs(row - 1.0));
+          }
+          err = e;
+          used = round;
+          stop = (o.tolerance > 0 && e <= o.tolerance) || round == o.iterations;
+          if (!stop)
+            for (std::int64_t i = 0; i < K; ++i)
+              a[static_cast<std::size_t>(i)] = log_row_target - lse[static_cast<std::size_t>(i)];
+        }
+        team_barrier();
+        if (stop) break;
+      }
+      for (std::int64_t i = 0; i < K; ++i) {
+        T* f = Q + i * N;
+        const T ai = a[static_cast<std::size_t>(i)];
+        PROTOSEG_OT_SIMD
+        for (std::int64_t j = j0; j < j1; ++j) f[j] = fast_exp(f[j] + ai + b[static_cast<std::size_t>(j)]);
+      }
+    }
+  }
+  iters_used = used;
+  err_out = err;
+  return st;
+}
+
+/// Checks kappa against the floating-point range of T.
+template <class T>
+void check_kappa_for(const sinkhorn_options& o, const char* who) {
+  if (!std::isfinite(T(1.0 / o.kappa)))
+    protoseg::detail::fail<value_error>(who, ": options.kappa: got ", o.kappa, ", expected 1 / kappa to be finite in ",
+                                        sizeof(T) == 4 ? "float" : "double");
+}
+
+}  // namespace detail
+
+/// Sinkhorn-Knopp on a K x N score matrix (K prototypes, N pixels), writing
+/// the K x N assignment into `out` (which may be `scores` itself, for an
+/// in-place solve). Algorithm 1 of the supplementary, solving Eq. 9:
+/// Q = diag(u) exp(S / kappa) diag(v), columns summing to 1 and rows to N / K.
+template <class T>
+sinkhorn_result<T> sinkhorn_solve(const tensor<T>& scores, tensor<T> out, const sinkhorn_options& o = {}) {
+  static_assert(std::is_floating_point_v<T>, "protoseg::ot::sinkhorn_solve: T must be float or double");
+  constexpr const char* who = "sinkhorn_knopp";
+  detail::check_options(o, who);
+  detail::check_kappa_for<T>(o, who);
+  detail::check_matrix(scores, who, "scores", "K x N");
+  if (!out.defined() || out.shape() != scores.shape())
+    protoseg::detail::fail<shape_error>(who, ": out: got shape ", out.defined() ? out.shape() : shape{},
+                                        ", expected the shape of scores ", scores.shape());
+  const std::int64_t K = scores.shape()[0], N = scores.shape()[1];
+  sinkhorn_result<T> res;
+  const detail::status st = o.log_domain
+                                ? detail::dense_log(scores.data(), out.data(), K, N, o, res.iterations, res.marginal_error)
+                                : detail::dense_plain(scores.data(), out.data(), K, N, o, res.iterations,
+                                                      res.marginal_error);
+  detail::raise(st, who, o.kappa);
+  res.assignment = std::move(out);
+  return res;
+}
+
+/// Sinkhorn-Knopp on a K x N score matrix; returns the assignment, the rounds
+/// run and the final marginal error (Algorithm 1, Eq. 9).
+template <class T>
+sinkhorn_result<T> sinkhorn_solve(const tensor<T>& scores, const sinkhorn_options& o = {}) {
+  detail::check_matrix(scores, "sinkhorn_knopp", "scores", "K x N");
+  return sinkhorn_solve(scores, tensor<T>::empty(scores.shape()), o);
+}
+
+/// Algorithm 1 on precomputed scores S = P^T X (K x N): the K x N
+/// assignment, columns summing to 1. Defaults: 3 iterations, kappa 0.05.
+template <class T>
+tensor<T> sinkhorn_knopp(const tensor<T>& scores, const sinkhorn_options& o = {}) {
+  return sinkhorn_solve(scores, o).assignment;
+}
+
+namespace detail {
+template <class T>
+tensor<T> prototype_scores(const tensor<T>& P, const tensor<T>& X) {
+  constexpr const char* who = "online_clustering";
+  check_matrix(P, who, "prototypes P", "D x K");
+  check_matrix(X, who, "embeddings X", "D x N");
+  if (P.shape()[0] != X.shape()[0])
+    protoseg::detail::fail<shape_error>(who, ": embeddings X: got shape ", X.shape(), ", expected D = ", P.shape()[0],
+                                        " rows to match prototypes P of shape ", P.shape());
+  return matmul(P, X, /*trans_a=*/true, /*trans_b=*/false);
+}
+}  // namespace detail
+
+/// Online clustering (Algorithm 1): scores L = P^T X by one GEMM, then
+/// Sinkhorn-Knopp in place. P: D x K prototypes, X: D x N embeddings.
+template <class T>
+sinkhorn_result<T> online_clustering_solve(const tensor<T>& P, const tensor<T>& X, const sinkhorn_options& o = {}) {
+  detail::check_options(o, "online_clustering");
+  tensor<T> s = detail::prototype_scores(P, X);
+  return sinkhorn_solve(s, s, o);
+}
+
+/// Online clustering (Algorithm 1): the K x N assignment of the N columns of
+/// X (D x N) to the K columns of P (D x K); columns sum to 1.
+template <class T>
+tensor<T> online_clustering(const tensor<T>& P, const tensor<T>& X, const sinkhorn_options& o = {}) {
+  return online_clustering_solve(P, X, o).assignment;
+}
+
+}  // namespace protoseg::ot
