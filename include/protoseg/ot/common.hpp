@@ -128,7 +128,7 @@ inline double fast_exp(double x) {
 
 /// Outcome codes of a kernel that runs inside a parallel region (exceptions
 /// may not cross it); turned into exceptions by `raise`.
-enum class status : int { ok = 0, non_finite_scores, overflow, underflow };
+enum class status : int { ok = 0, non_finite_scores, out_of_range };
 
 /// Throws the error for a failed status; `where` says which problem.
 inline void raise(status s, const char* who, double kappa, const char* where = "") {
@@ -136,13 +136,11 @@ inline void raise(status s, const char* who, double kappa, const char* where = "
     case status::ok: return;
     case status::non_finite_scores:
       protoseg::detail::fail<value_error>(who, ": scores", where, ": contain NaN or infinite values, expected finite scores");
-    case status::overflow:
-      protoseg::detail::fail<value_error>(who, ": scores", where, ": exp(score / kappa) overflows with kappa = ", kappa,
-                                          "; expected |score| / kappa within the floating-point range, or "
-                                          "set options.log_domain = true");
-    case status::underflow:
-      protoseg::detail::fail<value_error>(who, ": scores", where, ": exp(score / kappa) underflows to 0 for a whole row or "
-                                          "column with kappa = ", kappa, "; set options.log_domain = true");
+    case status::out_of_range:
+      protoseg::detail::fail<value_error>(
+          who, ": scores", where, ": exp(score / kappa) leaves the floating-point range with kappa = ", kappa,
+          " (it overflows, or a whole row or column underflows to 0); expected |score| / kappa within range, "
+          "or set options.log_domain = true");
   }
 }
 
@@ -175,10 +173,12 @@ inline void team_barrier() {
 /// compiler reorder a floating-point reduction into vector lanes).
 #define PROTOSEG_OT_SIMD_REDUCE(op, var) PROTOSEG_PRAGMA(omp simd reduction(op : var))
 #define PROTOSEG_OT_SIMD PROTOSEG_PRAGMA(omp simd)
+#define PROTOSEG_OT_SIMD_REDUCE2(op, a, b) PROTOSEG_PRAGMA(omp simd reduction(op : a, b))
 /// A parallel region over `threads` threads when `cond` holds.
 #define PROTOSEG_OT_PARALLEL(cond, threads) PROTOSEG_PRAGMA(omp parallel if (cond) num_threads(threads))
 #else
 #define PROTOSEG_OT_SIMD_REDUCE(op, var)
 #define PROTOSEG_OT_SIMD
+#define PROTOSEG_OT_SIMD_REDUCE2(op, a, b)
 #define PROTOSEG_OT_PARALLEL(cond, threads)
 #endif

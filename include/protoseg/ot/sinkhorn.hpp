@@ -38,90 +38,106 @@ inline int team_threads(std::int64_t work) {
   return work > backend::cpu_detail::parallel_grain ? nt : 1;
 }
 
+/// Buffers of the dense kernels, sized once by the caller (the segmented
+/// solver keeps one per thread and reuses it for every class).
+template <class T>
+struct dense_workspace {
+  std::vector<T> partial, u, rows, flags, a, m, lse, b;
+  void prepare(std::int64_t K, std::int64_t N, int threads, bool log_domain) {
+    const std::size_t ks = static_cast<std::size_t>(K), ts = static_cast<std::size_t>(threads);
+    partial.resize(ts * ks);
+    u.resize(ks);
+    rows.resize(ks);
+    flags.resize(ts);
+    if (log_domain) {
+      a.resize(ks);
+      m.resize(ks);
+      lse.resize(ks);
+      b.resize(static_cast<std::size_t>(N));
+    }
+  }
+};
+
 /// Plain-domain Algorithm 1 on scores S (K x N, row-major) into Q (may alias
 /// nothing). Returns the status; fills iterations and error.
 template <class T>
-status dense_plain(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkhorn_options& o, int& iters_used,
-                   double& err_out) {
+status dense_plain(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkhorn_options& o, int threads,
+                   dense_workspace<T>& ws, int& iters_used, double& err_out) {
   const T inv_kappa = T(1.0 / o.kappa);
-  const int threads = team_threads(K * N);
   const T row_target = T(double(N) / double(K));  // row sums once columns sum to 1
-  std::vector<T> partial(static_cast<std::size_t>(threads) * static_cast<std::size_t>(K), T(0));
-  std::vector<T> u(static_cast<std::size_t>(K));
-  std::vector<T> smin(static_cast<std::size_t>(threads)), smax(static_cast<std::size_t>(threads));
+  T* partial = ws.partial.data();
+  T* u = ws.u.data();
+  T* smin = ws.flags.data();
+  T* rows = ws.rows.data();
   status st = status::ok;
   bool done = false, write_next = false;
-  std::vector<T> rows(static_cast<std::size_t>(K));
   int used = 0;
   double err = 0;
 
-  PROTOSEG_OT_PARALLEL(threads > 1, threads) {
-    const int tid = team_rank(), nt = team_size();
+  auto body = [&](const int tid, const int nt) {
+    auto sync = [nt]() {
+      if (nt > 1) team_barrier();
+    };
     std::int64_t j0, j1;
     team_range(N, tid, nt, j0, j1);
-    T* my = partial.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(K);
+    T* my = partial + static_cast<std::size_t>(tid) * static_cast<std::size_t>(K);
     // Pass 0: E = exp(S / kappa) and its row sums (v = 1).
-    T lo = std::numeric_limits<T>::infinity(), hi = -lo;
+    T chk = 0;
     for (std::int64_t i = 0; i < K; ++i) {
       const T* s = S + i * N;
       T* q = Q + i * N;
-      T acc = 0;
-      PROTOSEG_OT_SIMD_REDUCE(+, acc)
+      T acc = 0, finite = 0;
+      PROTOSEG_OT_SIMD_REDUCE2(+, acc, finite)
       for (std::int64_t j = j0; j < j1; ++j) {
         const T e = fast_exp(s[j] * inv_kappa);
         q[j] = e;
         acc += e;
-      }
-      for (std::int64_t j = j0; j < j1; ++j) {
-        lo = s[j] < lo ? s[j] : lo;
-        hi = s[j] > hi ? s[j] : hi;
+        finite += s[j] * T(0);  // NaN iff some score is NaN or infinite
       }
       my[i] = acc;
+      chk += finite;
     }
-    smin[static_cast<std::size_t>(tid)] = lo;
-    smax[static_cast<std::size_t>(tid)] = hi;
-    team_barrier();
+    smin[tid] = chk;
+    sync();
     if (tid == 0) {
       for (int t = 0; t < nt; ++t)
-        if (!std::isfinite(smin[static_cast<std::size_t>(t)]) || !std::isfinite(smax[static_cast<std::size_t>(t)]))
-          st = status::non_finite_scores;
+        if (std::isnan(smin[t])) st = status::non_finite_scores;
       for (std::int64_t i = 0; i < K && st == status::ok; ++i) {
         T r = 0;
-        for (int t = 0; t < nt; ++t) r += partial[static_cast<std::size_t>(t * K + i)];
-        if (std::isnan(r)) st = status::non_finite_scores;
-        else if (std::isinf(r)) st = status::overflow;
-        else if (!(r > 0)) st = status::underflow;
-        else u[static_cast<std::size_t>(i)] = row_target / r;
+        for (int t = 0; t < nt; ++t) r += partial[t * K + i];
+        if (!(r > 0) || !std::isfinite(r)) st = status::out_of_range;
+        else u[i] = row_target / r;
       }
       done = st != status::ok;
     }
-    team_barrier();
+    sync();
     // One fused pass: column sums c_j = sum_i E_ij u_i, then either the row
     // sums sum_j E_ij / c_j of the column-normalised matrix (the next row
     // step) or, when `write`, the output Q_ij = E_ij u_i / c_j and its row sums.
     auto pass = [&](bool write) {
       T c[column_block];
       for (std::int64_t i = 0; i < K; ++i) my[i] = 0;
-      T cmin = std::numeric_limits<T>::infinity(), cmax = 0;
+      T chk = 0;
       for (std::int64_t jb = j0; jb < j1; jb += column_block) {
         const std::int64_t nb = std::min(column_block, j1 - jb);
         for (std::int64_t j = 0; j < nb; ++j) c[j] = 0;
         for (std::int64_t i = 0; i < K; ++i) {
           const T* q = Q + i * N + jb;
-          const T ui = u[static_cast<std::size_t>(i)];
+          const T ui = u[i];
           PROTOSEG_OT_SIMD
           for (std::int64_t j = 0; j < nb; ++j) c[j] += q[j] * ui;
         }
+        PROTOSEG_OT_SIMD_REDUCE(+, chk)
         for (std::int64_t j = 0; j < nb; ++j) {
-          cmin = c[j] < cmin ? c[j] : cmin;
-          cmax = c[j] > cmax ? c[j] : cmax;
-          c[j] = T(1) / c[j];
+          const T w = T(1) / c[j];
+          chk += c[j] * T(0) + w * T(0);  // NaN iff c is 0, infinite or NaN
+          c[j] = w;
         }
         for (std::int64_t i = 0; i < K; ++i) {
           T* q = Q + i * N + jb;
           T acc = 0;
           if (write) {
-            const T ui = u[static_cast<std::size_t>(i)];
+            const T ui = u[i];
             PROTOSEG_OT_SIMD_REDUCE(+, acc)
             for (std::int64_t j = 0; j < nb; ++j) {
               const T x = q[j] * ui * c[j];
@@ -135,31 +151,28 @@ status dense_plain(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkh
           my[i] += acc;
         }
       }
-      smin[static_cast<std::size_t>(tid)] = cmin;
-      smax[static_cast<std::size_t>(tid)] = cmax;
+      smin[tid] = chk;
     };
     // Thread 0 merges the partial row sums in a fixed order (results do not
     // depend on the schedule beyond the split of the sums).
     auto merge = [&](bool write) {
-      for (int t = 0; t < nt; ++t) {
-        if (!(smin[static_cast<std::size_t>(t)] > 0)) st = status::underflow;
-        if (!std::isfinite(smax[static_cast<std::size_t>(t)])) st = status::overflow;
-      }
+      for (int t = 0; t < nt; ++t)
+        if (std::isnan(smin[t])) st = status::out_of_range;
       double e = 0;
       for (std::int64_t i = 0; i < K; ++i) {
         T r = 0;
-        for (int t = 0; t < nt; ++t) r += partial[static_cast<std::size_t>(t * K + i)];
-        const T row = write ? r : u[static_cast<std::size_t>(i)] * r;
+        for (int t = 0; t < nt; ++t) r += partial[t * K + i];
+        const T row = write ? r : u[i] * r;
         e = std::max(e, std::abs(double(row) / double(row_target) - 1.0));
-        if (!write && (!(r > 0) || !std::isfinite(r))) st = status::underflow;
-        rows[static_cast<std::size_t>(i)] = r;
+        if (!write && (!(r > 0) || !std::isfinite(r))) st = status::out_of_range;
+        rows[i] = r;
       }
       err = e;
     };
     for (int round = 1; round <= o.iterations && !done; ++round) {
       const bool fused_final = o.tolerance <= 0 && round == o.iterations;
       pass(fused_final);
-      team_barrier();
+      sync();
       if (tid == 0) {
         merge(fused_final);
         used = round;
@@ -170,20 +183,26 @@ status dense_plain(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkh
           write_next = true;  // stop: write Q with the current u
         } else {
           for (std::int64_t i = 0; i < K; ++i)
-            u[static_cast<std::size_t>(i)] = row_target / rows[static_cast<std::size_t>(i)];
+            u[i] = row_target / rows[i];
         }
       }
-      team_barrier();
+      sync();
       if (write_next) {
         pass(true);
-        team_barrier();
+        sync();
         if (tid == 0) {
           merge(true);
           done = true;
         }
-        team_barrier();
+        sync();
       }
     }
+  };
+  if (threads > 1) {
+    PROTOSEG_OT_PARALLEL(true, threads)
+    body(team_rank(), team_size());
+  } else {
+    body(0, 1);
   }
   iters_used = used;
   err_out = err;
@@ -194,85 +213,88 @@ status dense_plain(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkh
 /// and column steps done by log-sum-exp, so nothing overflows. F = S / kappa
 /// is kept in Q until the final write.
 template <class T>
-status dense_log(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkhorn_options& o, int& iters_used,
-                 double& err_out) {
+status dense_log(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkhorn_options& o, int threads,
+                 dense_workspace<T>& ws, int& iters_used, double& err_out) {
   const T inv_kappa = T(1.0 / o.kappa);
-  const int threads = team_threads(K * N);
   const T log_row_target = T(std::log(double(N) / double(K)));
-  const std::size_t nts = static_cast<std::size_t>(threads), ks = static_cast<std::size_t>(K);
-  std::vector<T> partial(nts * ks), a(ks), m(ks), lse(ks), b(static_cast<std::size_t>(N), T(0));
-  std::vector<T> smin(nts), smax(nts);
+  const std::size_t ks = static_cast<std::size_t>(K);
+  T* partial = ws.partial.data();
+  T* a = ws.a.data();
+  T* m = ws.m.data();
+  T* lse = ws.lse.data();
+  T* b = ws.b.data();
+  T* smin = ws.flags.data();
+  std::fill(b, b + N, T(0));
   status st = status::ok;
   bool done = false, stop = false;
   int used = 0;
   double err = 0;
   constexpr T neg_inf = -std::numeric_limits<T>::infinity();
 
-  PROTOSEG_OT_PARALLEL(threads > 1, threads) {
-    const int tid = team_rank(), nt = team_size();
+  auto body = [&](const int tid, const int nt) {
+    auto sync = [nt]() {
+      if (nt > 1) team_barrier();
+    };
     std::int64_t j0, j1;
     team_range(N, tid, nt, j0, j1);
-    T* my = partial.data() + static_cast<std::size_t>(tid) * ks;
+    T* my = partial + static_cast<std::size_t>(tid) * ks;
     // lse_i = log sum_j exp(F_ij + b_j), in two phases (max, then sum).
     auto row_lse = [&]() {
       for (std::int64_t i = 0; i < K; ++i) {
         const T* f = Q + i * N;
         T mx = neg_inf;
         PROTOSEG_OT_SIMD_REDUCE(max, mx)
-        for (std::int64_t j = j0; j < j1; ++j) mx = std::max(mx, f[j] + b[static_cast<std::size_t>(j)]);
+        for (std::int64_t j = j0; j < j1; ++j) mx = std::max(mx, f[j] + b[j]);
         my[i] = mx;
       }
-      team_barrier();
+      sync();
       if (tid == 0)
         for (std::int64_t i = 0; i < K; ++i) {
           T mx = neg_inf;
-          for (int t = 0; t < nt; ++t) mx = std::max(mx, partial[static_cast<std::size_t>(t) * ks + i]);
-          m[static_cast<std::size_t>(i)] = mx;
+          for (int t = 0; t < nt; ++t) mx = std::max(mx, partial[static_cast<std::size_t>(t) * ks + static_cast<std::size_t>(i)]);
+          m[i] = mx;
         }
-      team_barrier();
+      sync();
       for (std::int64_t i = 0; i < K; ++i) {
         const T* f = Q + i * N;
-        const T mi = m[static_cast<std::size_t>(i)];
+        const T mi = m[i];
         T acc = 0;
         PROTOSEG_OT_SIMD_REDUCE(+, acc)
-        for (std::int64_t j = j0; j < j1; ++j) acc += fast_exp(f[j] + b[static_cast<std::size_t>(j)] - mi);
+        for (std::int64_t j = j0; j < j1; ++j) acc += fast_exp(f[j] + b[j] - mi);
         my[i] = acc;
       }
-      team_barrier();
+      sync();
       if (tid == 0)
         for (std::int64_t i = 0; i < K; ++i) {
           T sum = 0;
-          for (int t = 0; t < nt; ++t) sum += partial[static_cast<std::size_t>(t) * ks + i];
-          lse[static_cast<std::size_t>(i)] = m[static_cast<std::size_t>(i)] + std::log(sum);
+          for (int t = 0; t < nt; ++t) sum += partial[static_cast<std::size_t>(t) * ks + static_cast<std::size_t>(i)];
+          lse[i] = m[i] + std::log(sum);
         }
     };
-    T lo = std::numeric_limits<T>::infinity(), hi = -lo;
+    T chk = 0;
     for (std::int64_t i = 0; i < K; ++i) {
       const T* s = S + i * N;
       T* f = Q + i * N;
-      PROTOSEG_OT_SIMD
-      for (std::int64_t j = j0; j < j1; ++j) f[j] = s[j] * inv_kappa;
+      PROTOSEG_OT_SIMD_REDUCE(+, chk)
       for (std::int64_t j = j0; j < j1; ++j) {
-        lo = s[j] < lo ? s[j] : lo;
-        hi = s[j] > hi ? s[j] : hi;
+        f[j] = s[j] * inv_kappa;
+        chk += f[j] * T(0);
       }
     }
-    smin[static_cast<std::size_t>(tid)] = lo;
-    smax[static_cast<std::size_t>(tid)] = hi;
-    team_barrier();
+    smin[tid] = chk;
+    sync();
     if (tid == 0) {
       for (int t = 0; t < nt; ++t)
-        if (!std::isfinite(smin[static_cast<std::size_t>(t)]) || !std::isfinite(smax[static_cast<std::size_t>(t)]))
-          st = status::non_finite_scores;
+        if (std::isnan(smin[t])) st = status::non_finite_scores;
       done = st != status::ok;
     }
-    team_barrier();
+    sync();
     if (!done) {
       row_lse();
       if (tid == 0)
         for (std::int64_t i = 0; i < K; ++i)
-          a[static_cast<std::size_t>(i)] = log_row_target - lse[static_cast<std::size_t>(i)];
-      team_barrier();
+          a[i] = log_row_target - lse[i];
+      sync();
       T cm[column_block], cs[column_block];
       for (int round = 1; round <= o.iterations; ++round) {
         // Column step: b_j = -log sum_i exp(F_ij + a_i) (columns sum to 1).
@@ -284,26 +306,26 @@ status dense_log(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkhor
           }
           for (std::int64_t i = 0; i < K; ++i) {
             const T* f = Q + i * N + jb;
-            const T ai = a[static_cast<std::size_t>(i)];
+            const T ai = a[i];
             PROTOSEG_OT_SIMD
             for (std::int64_t j = 0; j < nb; ++j) cm[j] = std::max(cm[j], f[j] + ai);
           }
           for (std::int64_t i = 0; i < K; ++i) {
             const T* f = Q + i * N + jb;
-            const T ai = a[static_cast<std::size_t>(i)];
+            const T ai = a[i];
             PROTOSEG_OT_SIMD
             for (std::int64_t j = 0; j < nb; ++j) cs[j] += fast_exp(f[j] + ai - cm[j]);
           }
-          for (std::int64_t j = 0; j < nb; ++j) b[static_cast<std::size_t>(jb + j)] = -(cm[j] + std::log(cs[j]));
+          for (std::int64_t j = 0; j < nb; ++j) b[jb + j] = -(cm[j] + std::log(cs[j]));
         }
-        team_barrier();
+        sync();
         // Row sums of the column-normalised Q are exp(a_i + lse_i): the error
         // of this round, and the next round's row step.
         row_lse();
         if (tid == 0) {
           double e = 0;
           for (std::int64_t i = 0; i < K; ++i) {
-            const double row = std::exp(double(a[static_cast<std::size_t>(i)] + lse[static_cast<std::size_t>(i)]) -
+            const double row = std::exp(double(a[i] + lse[i]) -
                                         double(log_row_target));
             e = std::max(e, std::abs(row - 1.0));
           }
@@ -312,18 +334,24 @@ status dense_log(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkhor
           stop = (o.tolerance > 0 && e <= o.tolerance) || round == o.iterations;
           if (!stop)
             for (std::int64_t i = 0; i < K; ++i)
-              a[static_cast<std::size_t>(i)] = log_row_target - lse[static_cast<std::size_t>(i)];
+              a[i] = log_row_target - lse[i];
         }
-        team_barrier();
+        sync();
         if (stop) break;
       }
       for (std::int64_t i = 0; i < K; ++i) {
         T* f = Q + i * N;
-        const T ai = a[static_cast<std::size_t>(i)];
+        const T ai = a[i];
         PROTOSEG_OT_SIMD
-        for (std::int64_t j = j0; j < j1; ++j) f[j] = fast_exp(f[j] + ai + b[static_cast<std::size_t>(j)]);
+        for (std::int64_t j = j0; j < j1; ++j) f[j] = fast_exp(f[j] + ai + b[j]);
       }
     }
+  };
+  if (threads > 1) {
+    PROTOSEG_OT_PARALLEL(true, threads)
+    body(team_rank(), team_size());
+  } else {
+    body(0, 1);
   }
   iters_used = used;
   err_out = err;
@@ -356,10 +384,13 @@ sinkhorn_result<T> sinkhorn_solve(const tensor<T>& scores, tensor<T> out, const 
                                         ", expected the shape of scores ", scores.shape());
   const std::int64_t K = scores.shape()[0], N = scores.shape()[1];
   sinkhorn_result<T> res;
-  const detail::status st = o.log_domain
-                                ? detail::dense_log(scores.data(), out.data(), K, N, o, res.iterations, res.marginal_error)
-                                : detail::dense_plain(scores.data(), out.data(), K, N, o, res.iterations,
-                                                      res.marginal_error);
+  const int threads = detail::team_threads(K * N);
+  detail::dense_workspace<T> ws;
+  ws.prepare(K, N, threads, o.log_domain);
+  const detail::status st =
+      o.log_domain
+          ? detail::dense_log(scores.data(), out.data(), K, N, o, threads, ws, res.iterations, res.marginal_error)
+          : detail::dense_plain(scores.data(), out.data(), K, N, o, threads, ws, res.iterations, res.marginal_error);
   detail::raise(st, who, o.kappa);
   res.assignment = std::move(out);
   return res;
