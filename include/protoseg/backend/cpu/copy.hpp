@@ -46,6 +46,7 @@ struct copy<cpu> {
   template <class T>
   static void blocks(const T* src, std::int64_t src_stride, T* dst, std::int64_t dst_stride,
                      std::int64_t rows, std::int64_t cols) {
+    if (rows <= 0 || cols <= 0) return;  // empty slices may carry null pointers
     PROTOSEG_OMP_FOR(rows * cols)
     for (std::int64_t r = 0; r < rows; ++r)
       std::memcpy(dst + r * dst_stride, src + r * src_stride, static_cast<std::size_t>(cols) * sizeof(T));
