@@ -89,10 +89,11 @@ status dense_plain(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkh
       T acc = 0, finite = 0;
       PROTOSEG_OT_SIMD_REDUCE2(+, acc, finite)
       for (std::int64_t j = j0; j < j1; ++j) {
-        const T e = fast_exp(s[j] * inv_kappa);
+        const T x = s[j];  // read before the write: q may alias s (in-place solve)
+        const T e = fast_exp(x * inv_kappa);
         q[j] = e;
         acc += e;
-        finite += s[j] * T(0);  // NaN iff some score is NaN or infinite
+        finite += x * T(0);  // NaN iff some score is NaN or infinite
       }
       my[i] = acc;
       chk += finite;
