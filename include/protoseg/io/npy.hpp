@@ -274,7 +274,8 @@ void write_npy(const std::string& path, const tensor<T>& t) {
   const fs::path target(path);
   std::string tmp = path + ".tmp";
 #if defined(__unix__) || defined(__APPLE__)
-  tmp += "." + std::to_string(::getpid());
+  tmp += '.';
+  tmp += std::to_string(::getpid());
 #endif
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
