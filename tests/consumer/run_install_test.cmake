@@ -1,5 +1,6 @@
 # Installs the build tree into a fresh prefix, then configures, builds and
-# runs tests/consumer against it with find_package(protoseg).
+# runs tests/consumer against it with find_package(protoseg); then builds the
+# same consumer with add_subdirectory(<source tree>).
 file(REMOVE_RECURSE ${WORK_DIR})
 set(prefix ${WORK_DIR}/prefix)
 function(run)
@@ -9,6 +10,14 @@ function(run)
   endif()
 endfunction()
 run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
-run(${CMAKE_COMMAND} -S ${CONSUMER_SOURCE} -B ${WORK_DIR}/build -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release)
-run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
-run(${WORK_DIR}/build/consumer)
+if(NOT EXISTS ${prefix}/share/cmake/protoseg/protosegConfigVersion.cmake)
+  message(FATAL_ERROR "the install has no protosegConfigVersion.cmake")
+endif()
+run(${CMAKE_COMMAND} -S ${CONSUMER_SOURCE} -B ${WORK_DIR}/find_package -DCMAKE_PREFIX_PATH=${prefix}
+    -DCMAKE_BUILD_TYPE=Release)
+run(${CMAKE_COMMAND} --build ${WORK_DIR}/find_package)
+run(${WORK_DIR}/find_package/consumer)
+run(${CMAKE_COMMAND} -S ${CONSUMER_SOURCE} -B ${WORK_DIR}/add_subdirectory -DPROTOSEG_SOURCE_DIR=${SOURCE_DIR}
+    -DCMAKE_BUILD_TYPE=Release)
+run(${CMAKE_COMMAND} --build ${WORK_DIR}/add_subdirectory)
+run(${WORK_DIR}/add_subdirectory/consumer)
