@@ -402,7 +402,7 @@ std::string percent(double x, int decimals) {
 }
 
 ps::tensor<std::uint8_t> draw_confusion(const std::vector<std::int64_t>& cm, const std::string& title) {
-  const int cell = 64, left = 190, top = 80, right = 120, bottom = 150;
+  const int cell = 64, left = 190, top = 80, right = 150, bottom = 150;
   const int grid = cell * num_classes;
   canvas cv(left + grid + right, top + grid + bottom, white);
   cv.text_centered(left + grid / 2, 20, title, 2, ink);
@@ -436,7 +436,7 @@ ps::tensor<std::uint8_t> draw_confusion(const std::vector<std::int64_t>& cm, con
   for (double v : {1.0, 0.5, 0.2, 0.05, 0.0}) {
     const int y = top + static_cast<int>(std::lround((1.0 - std::sqrt(v)) * grid));
     cv.fill(bx + bw, y, bx + bw + 5, y + 1, ink);
-    cv.text(bx + bw + 8, y - 6, percent(v, 0) + "%", 1, ink);
+    cv.text(bx + bw + 8, y - 7, percent(v, 0) + "%", 2, ink);
   }
   return cv.to_tensor();
 }
@@ -450,14 +450,14 @@ struct proto_picture {
 ps::tensor<std::uint8_t> draw_prototypes(const proto_picture& pic, const ps::tensor<std::uint8_t>& test_images,
                                          const ps::tensor<std::int64_t>& test_labels, int m, const std::string& title,
                                          const std::string& mean_caption, const std::string& nearest_caption) {
-  const int scale = 3, tile = image_side * scale, pad = 6, left = 170, top = 90;
+  const int scale = 3, tile = image_side * scale, pad = 6, left = 170, top = 112;
   const int k = pic.nearest.empty() ? 0 : static_cast<int>(pic.nearest[0].size());
   const int rows = num_classes * m;
   const int x_nearest = left + tile + 40;
   canvas cv(x_nearest + k * (tile + pad) + 20, top + rows * (tile + pad) + 20, white);
-  cv.text(20, 16, title, 2, ink);
-  cv.text(left, top - 30, mean_caption, 1, {90, 90, 90});
-  cv.text(x_nearest, top - 30, nearest_caption, 1, {90, 90, 90});
+  cv.text(20, 16, title, 3, ink);
+  cv.text(20, 52, mean_caption, 2, {70, 70, 70});
+  cv.text(20, 74, nearest_caption, 2, {70, 70, 70});
   std::vector<float> buf(image_pixels);
   for (int r = 0; r < rows; ++r) {
     const int y = top + r * (tile + pad);
@@ -696,11 +696,12 @@ int run(const options& o) {
   ps::data::write_png(
       proto_png,
       draw_prototypes(pic, test.images, test.labels, net.m,
-                      net.proto ? "Learned prototypes (" + std::to_string(cm) + ", not trained by gradient)"
-                                : "Softmax classes (learnable linear classifier)",
-                      net.proto ? "mean of train images assigned" : "mean of train images",
-                      net.proto ? "test images nearest to the prototype (cosine), green = same class, red = other"
-                                : "test images with the highest class logit, green = same class, red = other"));
+                      net.proto ? "Prototypes (momentum means, not trained by gradient)"
+                                : "Softmax head (learnable linear classifier)",
+                      net.proto ? "Blue: mean of the correctly classified training images assigned to it."
+                                : "Blue: mean of the correctly classified training images of the class.",
+                      net.proto ? "Then the 8 nearest test images (cosine); green = same class, red = other."
+                                : "Then the 8 test images of highest logit; green = same class, red = other."));
 
   const double total_s = seconds_since(t_start);
   std::ostringstream js;
