@@ -12,6 +12,9 @@ solver. Writes small .npy files into tests/fixtures/sinkhorn/:
   <case>_X.npy        D x N embeddings   (online cases only)
   <case>_params.npy   [iters, kappa]
   <case>_Q.npy        K x N assignment of Algorithm 1 (float64)
+  <case>_labels.npy   argmax prototype per pixel (int64, N)
+  <case>_X_rows.npy, <case>_P_rows.npy  X^T (N x D) and P^T (K x D), the
+                      layout protoseg-cluster reads (online cases only)
 
 Run: /usr/bin/python3 tools/gen_sinkhorn_fixtures.py  (any python3 with torch)
 """
@@ -65,6 +68,9 @@ def scores_case(name, K, N, iters, kappa, seed, scale=1.0):
     save(name + "_scores", S.numpy())
     save(name + "_params", np.array([iters, kappa], dtype=np.float64))
     save(name + "_Q", Q.numpy())
+    # argmax prototype per pixel (the published code's target index), for the
+    # protoseg-cluster round-trip test (compared byte for byte).
+    save(name + "_labels", torch.argmax(Q, dim=0).to(torch.int64).numpy())
 
 
 def online_case(name, D, K, N, iters, kappa, seed):
@@ -77,6 +83,10 @@ def online_case(name, D, K, N, iters, kappa, seed):
     save(name + "_scores", torch.mm(P.t(), X).numpy())
     save(name + "_params", np.array([iters, kappa], dtype=np.float64))
     save(name + "_Q", Q.numpy())
+    # protoseg-cluster takes embeddings N x D and prototypes K x D.
+    save(name + "_X_rows", X.t().contiguous().numpy())
+    save(name + "_P_rows", P.t().contiguous().numpy())
+    save(name + "_labels", torch.argmax(Q, dim=0).to(torch.int64).numpy())
 
 
 def main():

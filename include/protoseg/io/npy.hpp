@@ -7,6 +7,7 @@
 /// temporary file in the same directory that is renamed over the target, so a
 /// failed write never destroys the previous file.
 
+#include <atomic>
 #include <bit>
 #include <cstdint>
 #include <cstdio>
@@ -277,6 +278,9 @@ void write_npy(const std::string& path, const tensor<T>& t) {
   tmp += '.';
   tmp += std::to_string(::getpid());
 #endif
+  static std::atomic<unsigned> counter{0};  // distinct names for concurrent writers in one process
+  tmp += '.';
+  tmp += std::to_string(counter.fetch_add(1));
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     if (!f) detail::npy_fail(path, "cannot open the temporary file " + tmp + " for writing");
