@@ -45,10 +45,10 @@ struct dense_workspace {
   std::vector<T> partial, u, rows, flags, a, m, lse, b;
   void prepare(std::int64_t K, std::int64_t N, int threads, bool log_domain) {
     const std::size_t ks = static_cast<std::size_t>(K), ts = static_cast<std::size_t>(threads);
-    partial.resize(ts * ks);
-    u.resize(ks);
-    rows.resize(ks);
-    flags.resize(ts);
+    partial.resize(2 * ts * ks);  // double-buffered per-thread partial sums
+    u.resize(ts * ks);
+    rows.resize(ts * ks);
+    flags.resize(2 * ts);
     if (log_domain) {
       a.resize(ks);
       m.resize(ks);
@@ -58,64 +58,64 @@ struct dense_workspace {
   }
 };
 
-/// Plain-domain Algorithm 1 on scores S (K x N, row-major) into Q (may alias
-/// nothing). Returns the status; fills iterations and error.
+/// Plain-domain Algorithm 1 on scores S (K x N, row-major) into Q (which
+/// may be S). Each thread owns a range of columns; the K row sums are
+/// reduced through double-buffered per-thread partials, and every thread
+/// merges them itself in the same order, so a round costs one barrier.
 template <class T>
 status dense_plain(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkhorn_options& o, int threads,
                    dense_workspace<T>& ws, int& iters_used, double& err_out) {
   const T inv_kappa = T(1.0 / o.kappa);
   const T row_target = T(double(N) / double(K));  // row sums once columns sum to 1
-  T* partial = ws.partial.data();
-  T* u = ws.u.data();
-  T* smin = ws.flags.data();
-  T* rows = ws.rows.data();
-  status st = status::ok;
-  bool done = false, write_next = false;
-  int used = 0;
-  double err = 0;
-
+  const std::size_t ks = static_cast<std::size_t>(K), ts = static_cast<std::size_t>(threads);
+  status st_out = status::ok;
+  int used_out = 0;
+  double err_result = 0;
   auto body = [&](const int tid, const int nt) {
-    auto sync = [nt]() {
-      if (nt > 1) team_barrier();
-    };
     std::int64_t j0, j1;
     team_range(N, tid, nt, j0, j1);
-    T* my = partial + static_cast<std::size_t>(tid) * static_cast<std::size_t>(K);
+    T* u = ws.u.data() + static_cast<std::size_t>(tid) * ks;       // this thread's copy
+    T* rows = ws.rows.data() + static_cast<std::size_t>(tid) * ks;  // merged row sums
+    auto partial = [&](int buf, int t) { return ws.partial.data() + (static_cast<std::size_t>(buf) * ts + static_cast<std::size_t>(t)) * ks; };
+    auto flag = [&](int buf, int t) -> T& { return ws.flags[static_cast<std::size_t>(buf) * ts + static_cast<std::size_t>(t)]; };
+    int buf = 0;
     // Pass 0: E = exp(S / kappa) and its row sums (v = 1).
-    T chk = 0;
-    for (std::int64_t i = 0; i < K; ++i) {
-      const T* s = S + i * N;
-      T* q = Q + i * N;
-      T acc = 0, finite = 0;
-      PROTOSEG_OT_SIMD_REDUCE2(+, acc, finite)
-      for (std::int64_t j = j0; j < j1; ++j) {
-        const T x = s[j];  // read before the write: q may alias s (in-place solve)
-        const T e = fast_exp(x * inv_kappa);
-        q[j] = e;
-        acc += e;
-        finite += x * T(0);  // NaN iff some score is NaN or infinite
+    {
+      T* my = partial(buf, tid);
+      T chk = 0;
+      for (std::int64_t i = 0; i < K; ++i) {
+        const T* s = S + i * N;
+        T* q = Q + i * N;
+        T acc = 0, finite = 0;
+        PROTOSEG_OT_SIMD_REDUCE2(+, acc, finite)
+        for (std::int64_t j = j0; j < j1; ++j) {
+          const T x = s[j];  // read before the write: q may alias s (in-place solve)
+          const T e = fast_exp(x * inv_kappa);
+          q[j] = e;
+          acc += e;
+          finite += x * T(0);  // NaN iff some score is NaN or infinite
+        }
+        my[i] = acc;
+        chk += finite;
       }
-      my[i] = acc;
-      chk += finite;
+      flag(buf, tid) = chk;
     }
-    smin[tid] = chk;
-    sync();
-    if (tid == 0) {
-      for (int t = 0; t < nt; ++t)
-        if (std::isnan(smin[t])) st = status::non_finite_scores;
-      for (std::int64_t i = 0; i < K && st == status::ok; ++i) {
-        T r = 0;
-        for (int t = 0; t < nt; ++t) r += partial[t * K + i];
-        if (!(r > 0) || !std::isfinite(r)) st = status::out_of_range;
-        else u[i] = row_target / r;
-      }
-      done = st != status::ok;
+    if (nt > 1) team_barrier();
+    status st = status::ok;
+    for (int t = 0; t < nt; ++t)
+      if (std::isnan(flag(buf, t))) st = status::non_finite_scores;
+    for (std::int64_t i = 0; i < K && st == status::ok; ++i) {
+      T r = 0;
+      for (int t = 0; t < nt; ++t) r += partial(buf, t)[i];
+      if (!(r > 0) || !std::isfinite(r)) st = status::out_of_range;
+      else u[i] = row_target / r;
     }
-    sync();
     // One fused pass: column sums c_j = sum_i E_ij u_i, then either the row
     // sums sum_j E_ij / c_j of the column-normalised matrix (the next row
     // step) or, when `write`, the output Q_ij = E_ij u_i / c_j and its row sums.
     auto pass = [&](bool write) {
+      buf ^= 1;
+      T* my = partial(buf, tid);
       T c[column_block];
       for (std::int64_t i = 0; i < K; ++i) my[i] = 0;
       T chk = 0;
@@ -152,51 +152,44 @@ status dense_plain(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkh
           my[i] += acc;
         }
       }
-      smin[tid] = chk;
+      flag(buf, tid) = chk;
+      if (nt > 1) team_barrier();
     };
-    // Thread 0 merges the partial row sums in a fixed order (results do not
-    // depend on the schedule beyond the split of the sums).
-    auto merge = [&](bool write) {
+    // Every thread merges the partials in the same fixed order: identical
+    // decisions everywhere, and results independent of the schedule beyond
+    // the split of the sums.
+    auto merge = [&](bool write, double& e) {
       for (int t = 0; t < nt; ++t)
-        if (std::isnan(smin[t])) st = status::out_of_range;
-      double e = 0;
+        if (std::isnan(flag(buf, t))) st = status::out_of_range;
+      e = 0;
       for (std::int64_t i = 0; i < K; ++i) {
         T r = 0;
-        for (int t = 0; t < nt; ++t) r += partial[t * K + i];
+        for (int t = 0; t < nt; ++t) r += partial(buf, t)[i];
         const T row = write ? r : u[i] * r;
         e = std::max(e, std::abs(double(row) / double(row_target) - 1.0));
         if (!write && (!(r > 0) || !std::isfinite(r))) st = status::out_of_range;
         rows[i] = r;
       }
-      err = e;
     };
-    for (int round = 1; round <= o.iterations && !done; ++round) {
+    int used = 0;
+    double err = 0;
+    for (int round = 1; round <= o.iterations && st == status::ok; ++round) {
       const bool fused_final = o.tolerance <= 0 && round == o.iterations;
       pass(fused_final);
-      sync();
-      if (tid == 0) {
-        merge(fused_final);
-        used = round;
-        write_next = false;
-        if (fused_final || st != status::ok) {
-          done = true;
-        } else if ((o.tolerance > 0 && err <= o.tolerance) || round == o.iterations) {
-          write_next = true;  // stop: write Q with the current u
-        } else {
-          for (std::int64_t i = 0; i < K; ++i)
-            u[i] = row_target / rows[i];
-        }
+      merge(fused_final, err);
+      used = round;
+      if (fused_final || st != status::ok) break;
+      if ((o.tolerance > 0 && err <= o.tolerance) || round == o.iterations) {
+        pass(true);  // stop: write Q with the current u
+        merge(true, err);
+        break;
       }
-      sync();
-      if (write_next) {
-        pass(true);
-        sync();
-        if (tid == 0) {
-          merge(true);
-          done = true;
-        }
-        sync();
-      }
+      for (std::int64_t i = 0; i < K; ++i) u[i] = row_target / rows[i];
+    }
+    if (tid == 0) {
+      st_out = st;
+      used_out = used;
+      err_result = err;
     }
   };
   if (threads > 1) {
@@ -205,9 +198,9 @@ status dense_plain(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkh
   } else {
     body(0, 1);
   }
-  iters_used = used;
-  err_out = err;
-  return st;
+  iters_used = used_out;
+  err_out = err_result;
+  return st_out;
 }
 
 /// Log-domain Algorithm 1: keeps log Q = S / kappa + a_i + b_j with the row
