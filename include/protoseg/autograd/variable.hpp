@@ -66,7 +66,7 @@ class variable {
   variable() = default;
   /// A leaf holding `value`; gradients are accumulated into it when
   /// `requires_grad` is set.
-  variable(tensor_type value, bool requires_grad = false)  // NOLINT: implicit by design
+  explicit variable(tensor_type value, bool requires_grad = false)
       : impl_(std::make_shared<detail::variable_impl<T, Policy>>()) {
     value.require_defined("variable");
     impl_->value = std::move(value);

@@ -16,9 +16,8 @@ struct reduction<cpu> {
   template <class T, class F>
   static void reduce(const T* in, T* out, std::int64_t outer, std::int64_t n, std::int64_t inner,
                      T init, F f) {
-    const std::int64_t work = outer * n * inner;
     if (inner == 1) {
-      PROTOSEG_OMP_FOR(work)
+      PROTOSEG_OMP_FOR(outer * n * inner)
       for (std::int64_t o = 0; o < outer; ++o) {
         const T* p = in + o * n;
         T acc = init;
@@ -27,7 +26,7 @@ struct reduction<cpu> {
       }
       return;
     }
-    PROTOSEG_OMP_FOR(work)
+    PROTOSEG_OMP_FOR(outer * n * inner)
     for (std::int64_t o = 0; o < outer; ++o) {
       T* po = out + o * inner;
       for (std::int64_t i = 0; i < inner; ++i) po[i] = init;
@@ -43,8 +42,7 @@ struct reduction<cpu> {
   template <class T>
   static void argmax(const T* in, T* values, std::int64_t* indices, std::int64_t outer,
                      std::int64_t n, std::int64_t inner) {
-    const std::int64_t work = outer * n * inner;
-    PROTOSEG_OMP_FOR(work)
+    PROTOSEG_OMP_FOR(outer * n * inner)
     for (std::int64_t o = 0; o < outer; ++o) {
       for (std::int64_t i = 0; i < inner; ++i) {
         const T* p = in + o * n * inner + i;

@@ -1,0 +1,10 @@
+#pragma once
+/// \file all.cuh
+/// Every primitive of the cuda (Thrust / CUDA) backend. No Eigen here.
+
+#include "protoseg/backend/cuda/copy.cuh"
+#include "protoseg/backend/cuda/elementwise.cuh"
+#include "protoseg/backend/cuda/gemm.cuh"
+#include "protoseg/backend/cuda/reduction.cuh"
+#include "protoseg/backend/cuda/softmax.cuh"
+#include "protoseg/backend/cuda/traits.cuh"

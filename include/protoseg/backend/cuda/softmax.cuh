@@ -1,0 +1,149 @@
+#pragma once
+/// \file softmax.cuh
+/// cuda softmax / log-softmax along an axis, their backward passes and the
+/// cross-entropy gather (one work item per (outer, inner) column).
+
+#include <thrust/find.h>
+#include <thrust/for_each.h>
+#include <thrust/functional.h>
+#include <thrust/iterator/counting_iterator.h>
+#include <thrust/transform_reduce.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "protoseg/backend/cuda/traits.cuh"
+#include "protoseg/backend/primitives.hpp"
+#include "protoseg/config.hpp"
+
+namespace protoseg::backend {
+
+namespace cuda_detail {
+template <class T>
+struct softmax_fwd_fn {
+  const T* x;
+  T* y;
+  std::int64_t n, inner;
+  bool log;
+  PROTOSEG_HOST_DEVICE void operator()(std::int64_t j) const {
+    const std::int64_t base = (j / inner) * n * inner + j % inner;
+    T mx = x[base];
+    for (std::int64_t k = 1; k < n; ++k) mx = x[base + k * inner] > mx ? x[base + k * inner] : mx;
+    T s = 0;
+    for (std::int64_t k = 0; k < n; ++k) s += std::exp(x[base + k * inner] - mx);
+    if (log) {
+      const T lse = mx + std::log(s);
+      for (std::int64_t k = 0; k < n; ++k) y[base + k * inner] = x[base + k * inner] - lse;
+    } else {
+      const T inv = T(1) / s;
+      for (std::int64_t k = 0; k < n; ++k) y[base + k * inner] = std::exp(x[base + k * inner] - mx) * inv;
+    }
+  }
+};
+template <class T>
+struct softmax_bwd_fn {
+  const T* y;
+  const T* g;
+  T* gx;
+  std::int64_t n, inner;
+  bool log;
+  PROTOSEG_HOST_DEVICE void operator()(std::int64_t j) const {
+    const std::int64_t base = (j / inner) * n * inner + j % inner;
+    T s = 0;
+    if (log) {
+      for (std::int64_t k = 0; k < n; ++k) s += g[base + k * inner];
+      for (std::int64_t k = 0; k < n; ++k) gx[base + k * inner] = g[base + k * inner] - std::exp(y[base + k * inner]) * s;
+    } else {
+      for (std::int64_t k = 0; k < n; ++k) s += g[base + k * inner] * y[base + k * inner];
+      for (std::int64_t k = 0; k < n; ++k) gx[base + k * inner] = y[base + k * inner] * (g[base + k * inner] - s);
+    }
+  }
+};
+struct bad_label_fn {
+  const std::int64_t* labels;
+  std::int64_t n, ignore;
+  PROTOSEG_HOST_DEVICE bool operator()(std::int64_t j) const {
+    const std::int64_t l = labels[j];
+    return l != ignore && (l < 0 || l >= n);
+  }
+};
+template <class T>
+struct nll_term_fn {
+  const T* logp;
+  const std::int64_t* labels;
+  const T* weight;
+  std::int64_t n, inner, ignore;
+  bool want_weight;  // false: w * -logp, true: w
+  PROTOSEG_HOST_DEVICE double operator()(std::int64_t j) const {
+    const std::int64_t l = labels[j];
+    if (l == ignore) return 0.0;
+    const double w = weight ? double(weight[l]) : 1.0;
+    if (want_weight) return w;
+    const std::int64_t o = j / inner, i = j % inner;
+    return -w * double(logp[(o * n + l) * inner + i]);
+  }
+};
+template <class T>
+struct nll_bwd_fn {
+  const T* logp;
+  const std::int64_t* labels;
+  const T* weight;
+  std::int64_t n, inner, ignore;
+  T scale;
+  T* gx;
+  PROTOSEG_HOST_DEVICE void operator()(std::int64_t j) const {
+    const std::int64_t l = labels[j];
+    const std::int64_t base = (j / inner) * n * inner + j % inner;
+    if (l == ignore) {
+      for (std::int64_t k = 0; k < n; ++k) gx[base + k * inner] = T(0);
+      return;
+    }
+    const T w = scale * (weight ? weight[l] : T(1));
+    for (std::int64_t k = 0; k < n; ++k)
+      gx[base + k * inner] = w * (std::exp(logp[base + k * inner]) - (k == l ? T(1) : T(0)));
+  }
+};
+}  // namespace cuda_detail
+
+template <>
+struct softmax<cuda> {
+  template <class T>
+  static void forward(const T* x, T* y, std::int64_t outer, std::int64_t n, std::int64_t inner, bool log) {
+    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
+                     cuda_detail::softmax_fwd_fn<T>{x, y, n, inner, log});
+  }
+  template <class T>
+  static void backward(const T* y, const T* g, T* gx, std::int64_t outer, std::int64_t n, std::int64_t inner, bool log) {
+    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
+                     cuda_detail::softmax_bwd_fn<T>{y, g, gx, n, inner, log});
+  }
+  static std::int64_t find_bad_label(const std::int64_t* labels, std::int64_t count, std::int64_t n,
+                                     std::int64_t ignore_index) {
+    auto first = thrust::counting_iterator<std::int64_t>(0);
+    auto it = thrust::find_if(first, first + count, cuda_detail::bad_label_fn{labels, n, ignore_index});
+    const std::int64_t pos = *it;
+    return it == first + count ? -1 : pos;
+  }
+  template <class T>
+  static T nll_forward(const T* logp, const std::int64_t* labels, const T* weight, std::int64_t outer, std::int64_t n,
+                       std::int64_t inner, std::int64_t ignore_index, T* weight_sum) {
+    auto first = thrust::counting_iterator<std::int64_t>(0);
+    const std::int64_t count = outer * inner;
+    const double loss = thrust::transform_reduce(
+        first, first + count, cuda_detail::nll_term_fn<T>{logp, labels, weight, n, inner, ignore_index, false}, 0.0,
+        thrust::plus<double>());
+    const double wsum = thrust::transform_reduce(
+        first, first + count, cuda_detail::nll_term_fn<T>{logp, labels, weight, n, inner, ignore_index, true}, 0.0,
+        thrust::plus<double>());
+    *weight_sum = static_cast<T>(wsum);
+    return static_cast<T>(loss);
+  }
+  template <class T>
+  static void nll_logits_backward(const T* logp, const std::int64_t* labels, const T* weight, std::int64_t outer,
+                                  std::int64_t n, std::int64_t inner, std::int64_t ignore_index, T scale, T* gx) {
+    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
+                     cuda_detail::nll_bwd_fn<T>{logp, labels, weight, n, inner, ignore_index, scale, gx});
+  }
+};
+
+}  // namespace protoseg::backend

@@ -1,0 +1,261 @@
+// The cuda policy against the cpu policy on identical inputs: every
+// primitive and every differentiable op, forward and gradient (one harness,
+// as ggml's test-backend-ops). Built twice: with g++ against Thrust's OpenMP
+// device system (runs in CI without a GPU) and with nvcc (runs on a GPU).
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+#include <protoseg/cuda.hpp>
+
+#include <cmath>
+#include <functional>
+#include <vector>
+
+// libcu++ declares a global namespace ::cuda, so after `using namespace
+// protoseg` the name `cuda` is ambiguous: the using-declaration below makes
+// it mean the policy inside this namespace.
+namespace cuda_parity {
+using namespace protoseg;
+using protoseg::cuda;
+
+namespace {
+
+constexpr double op_rtol = 1e-5;  // ops: cpu and cuda agree within 1e-5 relative
+
+template <class T, class P>
+std::vector<double> host(const tensor<T, P>& t) {
+  auto v = t.to_vector();
+  return {v.begin(), v.end()};
+}
+
+template <class A, class B>
+bool agree(const A& got, const B& ref, double rtol = op_rtol) {
+  if (!(got.shape() == ref.shape())) return false;
+  const auto g = host(got), r = host(ref);
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    if (std::isnan(r[i]) && std::isnan(g[i])) continue;
+    if (!(std::abs(g[i] - r[i]) <= rtol * (std::abs(r[i]) + 1))) return false;
+  }
+  return true;
+}
+
+/// Runs f on cpu tensors and on the same values as cuda tensors; compares.
+template <class F, class... Ts>
+void parity(F f, const Ts&... in) {
+  auto ref = f(in...);
+  auto got = f(in.template to<cuda>()...);
+  CHECK(agree(got, ref));
+}
+
+/// Same for a differentiable function of variables: the value and the
+/// gradient of every input must agree.
+template <class F>
+void grad_parity(F f, const std::vector<tensor<double>>& in) {
+  std::vector<variable<double, cpu>> vc;
+  std::vector<variable<double, cuda>> vg;
+  for (const auto& t : in) {
+    vc.emplace_back(t.clone(), true);
+    vg.emplace_back(t.to<cuda>(), true);
+  }
+  auto oc = f(vc);
+  auto og = f(vg);
+  REQUIRE(agree(og.value(), oc.value()));
+  generator gen(11);
+  auto w = rand<double>(oc.shape(), gen, 0.5, 1.5);
+  oc.backward(w);
+  og.backward(w.template to<cuda>());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    CAPTURE(i);
+    REQUIRE(vc[i].has_grad() == vg[i].has_grad());
+    if (vc[i].has_grad()) CHECK(agree(vg[i].grad(), vc[i].grad()));
+  }
+}
+
+tensor<double> rnd(shape s, std::uint64_t seed, double lo = -1, double hi = 1) {
+  generator g(seed);
+  return rand<double>(s, g, lo, hi);
+}
+tensor<float> rndf(shape s, std::uint64_t seed, float lo = -1, float hi = 1) {
+  generator g(seed);
+  return rand<float>(s, g, lo, hi);
+}
+
+}  // namespace
+
+TEST_CASE("cuda policy: storage, copies, views and creation") {
+  static_assert(policy<cuda>);
+  static_assert(!host_accessible_v<cuda>);
+  auto h = rndf({3, 4}, 1);
+  auto d = h.to<cuda>();
+  CHECK(d.to_vector() == h.to_vector());
+  CHECK(d.to<cpu>().to_vector() == h.to_vector());
+  CHECK(d.reshape({4, 3}).shares_storage_with(d));
+  CHECK(d[1].to_vector() == h[1].to_vector());
+  CHECK(d.narrow0(1, 3).to_vector() == h.narrow0(1, 3).to_vector());
+  auto c = d.clone();
+  CHECK_FALSE(c.shares_storage_with(d));
+  CHECK(d.reshape({12}).select(5).item() == h.reshape({12}).select(5).item());
+  CHECK(zeros<float, cuda>({2, 3}).to_vector() == std::vector<float>(6, 0.f));
+  CHECK(tensor<float, cuda>({4}).to_vector() == std::vector<float>(4, 0.f));
+  CHECK(full<double, cuda>({3}, 2.5).to_vector() == std::vector<double>(3, 2.5));
+  CHECK(arange<float, cuda>(0, 2, 0.5f).to_vector() == arange<float>(0, 2, 0.5f).to_vector());
+  generator g1(9), g2(9);
+  CHECK(randn<float, cuda>({50}, g1).to_vector() == randn<float>({50}, g2).to_vector());
+  auto i64 = cast<std::int64_t>(d * 10.f);
+  CHECK(i64.to_vector() == cast<std::int64_t>(h * 10.f).to_vector());
+}
+
+TEST_CASE("cuda policy: elementwise arithmetic with broadcasting") {
+  auto a = rndf({2, 3, 4}, 1), b = rndf({3, 1}, 2), c = rndf({4}, 3), s = rndf({}, 4);
+  auto plus = [](const auto& x, const auto& y) { return x + y; };
+  auto minus = [](const auto& x, const auto& y) { return x - y; };
+  auto times = [](const auto& x, const auto& y) { return x * y; };
+  auto divide = [](const auto& x, const auto& y) { return x / (y * y + 1.f); };
+  for (auto* other : {&a, &b, &c, &s}) {
+    parity(plus, a, *other);
+    parity(minus, *other, a);
+    parity(times, a, *other);
+    parity(divide, a, *other);
+  }
+  parity([](const auto& x) { return (x * 2.f + 1.f) / 3.f - 0.5f; }, a);
+  parity([](const auto& x) { return 1.f - x; }, a);
+  parity([](const auto& x) { return 2.f / (x + 3.f); }, a);
+  parity([](const auto& x) { return -x; }, a);
+  parity([](const auto& x, const auto& y) { return maximum(x, y); }, a, c);
+  parity([](const auto& x, const auto& y) { return minimum(x, y); }, a, b);
+  parity([](const auto& x, const auto& y) { return eq(x, y); }, a, a);
+}
+
+TEST_CASE("cuda policy: unary functions") {
+  auto x = rndf({5, 7}, 5, -3, 3);
+  auto p = rndf({5, 7}, 6, 0.1f, 3);
+  parity([](const auto& t) { return exp(t); }, x);
+  parity([](const auto& t) { return log(t); }, p);
+  parity([](const auto& t) { return sqrt(t); }, p);
+  parity([](const auto& t) { return abs(t); }, x);
+  parity([](const auto& t) { return tanh(t); }, x);
+  parity([](const auto& t) { return relu(t); }, x);
+  parity([](const auto& t) { return sigmoid(t); }, x);
+  parity([](const auto& t) { return gelu(t); }, x);
+  parity([](const auto& t) { return pow(t, 1.5f); }, p);
+  parity([](const auto& t) { return clamp(t, -1.f, 0.5f); }, x);
+  CHECK_FALSE(all_finite(log(x.to<cuda>())));
+  CHECK(all_finite(exp(x.to<cuda>())));
+}
+
+TEST_CASE("cuda policy: reductions along every axis") {
+  auto a = rndf({3, 4, 5}, 7);
+  for (int axis = -3; axis < 3; ++axis) {
+    CAPTURE(axis);
+    parity([=](const auto& t) { return sum(t, axis); }, a);
+    parity([=](const auto& t) { return sum(t, axis, true); }, a);
+    parity([=](const auto& t) { return mean(t, axis); }, a);
+    parity([=](const auto& t) { return max(t, axis); }, a);
+    parity([=](const auto& t) { return min(t, axis); }, a);
+    parity([=](const auto& t) { return argmax(t, axis); }, a);
+  }
+  parity([](const auto& t) { return sum(t); }, a);
+  parity([](const auto& t) { return mean(t); }, a);
+  parity([](const auto& t) { return sum_to(t, {4, 1}); }, a);
+  parity([](const auto& t) { return broadcast_to(t, {2, 3, 4, 5}); }, a);
+  auto big = rndf({100000}, 8);
+  parity([](const auto& t) { return sum(t); }, big);
+  auto nan = tensor<float>::from_vector({1.f, NAN, 3.f}, {3});
+  CHECK(argmax(nan.to<cuda>(), 0).item() == 1);
+}
+
+TEST_CASE("cuda policy: matmul with transposes, batches and broadcast matrices") {
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      CAPTURE(ta);
+      CAPTURE(tb);
+      auto a = rndf(ta ? shape{9, 7} : shape{7, 9}, 1);
+      auto b = rndf(tb ? shape{5, 9} : shape{9, 5}, 2);
+      auto A = rndf(ta ? shape{3, 9, 7} : shape{3, 7, 9}, 3);
+      auto B = rndf(tb ? shape{3, 5, 9} : shape{3, 9, 5}, 4);
+      auto mm = [=](const auto& x, const auto& y) { return matmul(x, y, ta, tb); };
+      parity(mm, a, b);
+      parity(mm, A, B);
+      parity(mm, A, b);
+      parity(mm, a, B);
+    }
+  parity([](const auto& x, const auto& y) { return matmul(x, y); }, rnd({2, 2, 6, 4}, 5), rnd({2, 2, 4, 3}, 6));
+}
+
+TEST_CASE("cuda policy: permute, transpose, slice, index, concat") {
+  auto a = rndf({2, 3, 4, 5}, 9);
+  parity([](const auto& t) { return permute(t, {3, 1, 0, 2}); }, a);
+  parity([](const auto& t) { return transpose(t, 0, 2); }, a);
+  for (int axis = 0; axis < 4; ++axis) {
+    CAPTURE(axis);
+    parity([=](const auto& t) { return slice(t, axis, 1, 2); }, a);
+    parity([=](const auto& t) { return index(t, axis, -1); }, a);
+    parity([=](const auto& t) { return concat(std::vector{t, slice(t, axis, 0, 1)}, axis); }, a);
+  }
+}
+
+TEST_CASE("cuda policy: softmax, log_softmax, l2_normalize") {
+  auto a = rndf({3, 4, 5}, 10, -5, 5);
+  for (int axis = 0; axis < 3; ++axis) {
+    CAPTURE(axis);
+    parity([=](const auto& t) { return softmax(t, axis); }, a);
+    parity([=](const auto& t) { return log_softmax(t, axis); }, a);
+    parity([=](const auto& t) { return l2_normalize(t, axis); }, a);
+  }
+}
+
+TEST_CASE("cuda policy: cross_entropy forward, backward and errors") {
+  auto logits = rndf({2, 4, 3, 3}, 12, -2, 2);
+  auto labels = tensor<std::int64_t>::from_vector({0, 1, 2, 3, 255, 0, 1, 2, 3, 3, 2, 1, 0, 255, 255, 1, 2, 0}, {2, 3, 3});
+  auto w = tensor<float>::from_vector({0.5f, 1.f, 2.f, 1.5f}, {4});
+  for (int weighted = 0; weighted < 2; ++weighted) {
+    CAPTURE(weighted);
+    variable<float, cpu> xc(logits.clone(), true);
+    variable<float, cuda> xg(logits.to<cuda>(), true);
+    cross_entropy_options<float, cpu> oc{.ignore_index = 255};
+    cross_entropy_options<float, cuda> og{.ignore_index = 255};
+    if (weighted) {
+      oc.class_weights = w;
+      og.class_weights = w.to<cuda>();
+    }
+    auto lc = cross_entropy(xc, labels, oc);
+    auto lg = cross_entropy(xg, labels.to<cuda>(), og);
+    CHECK(agree(lg.value(), lc.value()));
+    lc.backward();
+    lg.backward();
+    CHECK(agree(xg.grad(), xc.grad()));
+  }
+  auto bad = labels.clone();
+  bad(1, 0, 1) = 7;
+  variable<float, cuda> xg(logits.to<cuda>(), true);
+  CHECK_THROWS_WITH_AS(cross_entropy(xg, bad.to<cuda>(), {.ignore_index = 255}),
+                       doctest::Contains("label 7 at flat position 10 is out of range"), value_error);
+}
+
+TEST_CASE("cuda policy: gradients of every differentiable op agree with cpu") {
+  grad_parity([](const auto& v) { return v[0] + v[1]; }, {rnd({2, 3}, 1), rnd({3}, 2)});
+  grad_parity([](const auto& v) { return v[0] - v[1]; }, {rnd({2, 1, 3}, 3), rnd({4, 1}, 4)});
+  grad_parity([](const auto& v) { return v[0] * v[1]; }, {rnd({2, 3}, 5), rnd({2, 1}, 6)});
+  grad_parity([](const auto& v) { return v[0] / v[1]; }, {rnd({2, 3}, 7), rnd({3}, 8, 0.5, 2)});
+  grad_parity([](const auto& v) { return 2.0 / v[0] + v[0] * 3.0 - 1.0; }, {rnd({4}, 9, 0.5, 2)});
+  grad_parity([](const auto& v) { return matmul(v[0], v[1], false, true); }, {rnd({2, 3, 4}, 10), rnd({5, 4}, 11)});
+  grad_parity([](const auto& v) { return matmul(v[0], v[1], true, false); }, {rnd({4, 3}, 12), rnd({2, 4, 5}, 13)});
+  grad_parity([](const auto& v) { return sum(v[0], 1) + mean(v[0], 1); }, {rnd({2, 3, 4}, 14)});
+  grad_parity([](const auto& v) { return sum(v[0]) + mean(v[0]); }, {rnd({2, 3}, 15)});
+  grad_parity([](const auto& v) { return exp(v[0]) + log(v[1]) + sqrt(v[1]) + pow(v[1], 1.5); },
+              {rnd({3, 2}, 16), rnd({3, 2}, 17, 0.5, 2)});
+  grad_parity([](const auto& v) { return relu(v[0]) + gelu(v[0]) + sigmoid(v[0]) + tanh(v[0]); }, {rnd({3, 4}, 18, -2, 2)});
+  grad_parity([](const auto& v) { return softmax(v[0], 1) + log_softmax(v[0], 0); }, {rnd({3, 4}, 19, -2, 2)});
+  grad_parity([](const auto& v) { return l2_normalize(v[0], 1); }, {rnd({3, 4}, 20)});
+  grad_parity([](const auto& v) { return max(v[0], 1); }, {rnd({3, 4, 2}, 21)});
+  grad_parity([](const auto& v) { return permute(reshape(v[0], {4, 3, 2}), {2, 0, 1}); }, {rnd({2, 3, 4}, 22)});
+  grad_parity([](const auto& v) { return slice(v[0], 1, 1, 3) + reshape(index(v[0], 1, 0), {2, 1, 4}); }, {rnd({2, 3, 4}, 23)});
+  grad_parity(
+      [](const auto& v) {
+        using V = std::decay_t<decltype(v[0])>;
+        return concat(std::vector<V>{v[0], v[1]}, 0);
+      },
+      {rnd({2, 3}, 24), rnd({1, 3}, 25)});
+}
+
+}  // namespace cuda_parity
