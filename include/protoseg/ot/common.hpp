@@ -126,6 +126,23 @@ inline double fast_exp(double x) {
   return (p * scale) * extra;
 }
 
+/// sum_{j < n} f(j) with a fixed number of independent lanes kept in
+/// registers (a reduction GCC and Clang vectorise without -ffast-math and
+/// without the memory-resident lanes of `omp simd reduction`). f may also
+/// store (e.g. write exp(x) and return it).
+template <class T, class F>
+inline T lane_sum(std::int64_t n, F&& f) {
+  constexpr int lanes = 128 / sizeof(T);  // two 512-bit vectors
+  T acc[lanes] = {};
+  std::int64_t j = 0;
+  for (; j + lanes <= n; j += lanes)
+    for (int l = 0; l < lanes; ++l) acc[l] += f(j + l);
+  for (int l = 0; j + l < n; ++l) acc[l] += f(j + l);
+  for (int w = lanes / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  return acc[0];
+}
+
 /// Outcome codes of a kernel that runs inside a parallel region (exceptions
 /// may not cross it); turned into exceptions by `raise`.
 enum class status : int { ok = 0, non_finite_scores, out_of_range };

@@ -84,30 +84,27 @@ status dense_plain(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkh
       T* my = partial(buf, tid);
       T chk = 0;
       for (std::int64_t i = 0; i < K; ++i) {
-        const T* s = S + i * N;
-        T* q = Q + i * N;
-        T acc = 0, finite = 0;
-        PROTOSEG_OT_SIMD_REDUCE2(+, acc, finite)
-        for (std::int64_t j = j0; j < j1; ++j) {
+        const T* s = S + i * N + j0;
+        T* q = Q + i * N + j0;
+        // x * 0 is NaN iff the score is NaN or infinite, so the row sum is
+        // NaN for a non-finite score and +inf only for an overflow of exp.
+        my[i] = lane_sum<T>(j1 - j0, [&](std::int64_t j) {
           const T x = s[j];  // read before the write: q may alias s (in-place solve)
           const T e = fast_exp(x * inv_kappa);
           q[j] = e;
-          acc += e;
-          finite += x * T(0);  // NaN iff some score is NaN or infinite
-        }
-        my[i] = acc;
-        chk += finite;
+          return e + x * T(0);
+        });
+        chk += my[i];
       }
       flag(buf, tid) = chk;
     }
     if (nt > 1) team_barrier();
     status st = status::ok;
-    for (int t = 0; t < nt; ++t)
-      if (std::isnan(flag(buf, t))) st = status::non_finite_scores;
     for (std::int64_t i = 0; i < K && st == status::ok; ++i) {
       T r = 0;
       for (int t = 0; t < nt; ++t) r += partial(buf, t)[i];
-      if (!(r > 0) || !std::isfinite(r)) st = status::out_of_range;
+      if (std::isnan(r)) st = status::non_finite_scores;
+      else if (!(r > 0) || !std::isfinite(r)) st = status::out_of_range;
       else u[i] = row_target / r;
     }
     // One fused pass: column sums c_j = sum_i E_ij u_i, then either the row
@@ -128,28 +125,24 @@ status dense_plain(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkh
           PROTOSEG_OT_SIMD
           for (std::int64_t j = 0; j < nb; ++j) c[j] += q[j] * ui;
         }
-        PROTOSEG_OT_SIMD_REDUCE(+, chk)
-        for (std::int64_t j = 0; j < nb; ++j) {
+        chk += lane_sum<T>(nb, [&](std::int64_t j) {
           const T w = T(1) / c[j];
-          chk += c[j] * T(0) + w * T(0);  // NaN iff c is 0, infinite or NaN
+          const T bad = c[j] * T(0) + w * T(0);  // NaN iff c is 0, infinite or NaN
           c[j] = w;
-        }
+          return bad;
+        });
         for (std::int64_t i = 0; i < K; ++i) {
           T* q = Q + i * N + jb;
-          T acc = 0;
           if (write) {
             const T ui = u[i];
-            PROTOSEG_OT_SIMD_REDUCE(+, acc)
-            for (std::int64_t j = 0; j < nb; ++j) {
+            my[i] += lane_sum<T>(nb, [&](std::int64_t j) {
               const T x = q[j] * ui * c[j];
               q[j] = x;
-              acc += x;
-            }
+              return x;
+            });
           } else {
-            PROTOSEG_OT_SIMD_REDUCE(+, acc)
-            for (std::int64_t j = 0; j < nb; ++j) acc += q[j] * c[j];
+            my[i] += lane_sum<T>(nb, [&](std::int64_t j) { return q[j] * c[j]; });
           }
-          my[i] += acc;
         }
       }
       flag(buf, tid) = chk;
@@ -252,10 +245,7 @@ status dense_log(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkhor
       for (std::int64_t i = 0; i < K; ++i) {
         const T* f = Q + i * N;
         const T mi = m[i];
-        T acc = 0;
-        PROTOSEG_OT_SIMD_REDUCE(+, acc)
-        for (std::int64_t j = j0; j < j1; ++j) acc += fast_exp(f[j] + b[j] - mi);
-        my[i] = acc;
+        my[i] = lane_sum<T>(j1 - j0, [&](std::int64_t j) { return fast_exp(f[j0 + j] + b[j0 + j] - mi); });
       }
       sync();
       if (tid == 0)
@@ -267,13 +257,13 @@ status dense_log(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkhor
     };
     T chk = 0;
     for (std::int64_t i = 0; i < K; ++i) {
-      const T* s = S + i * N;
-      T* f = Q + i * N;
-      PROTOSEG_OT_SIMD_REDUCE(+, chk)
-      for (std::int64_t j = j0; j < j1; ++j) {
-        f[j] = s[j] * inv_kappa;
-        chk += f[j] * T(0);
-      }
+      const T* s = S + i * N + j0;
+      T* f = Q + i * N + j0;
+      chk += lane_sum<T>(j1 - j0, [&](std::int64_t j) {
+        const T x = s[j] * inv_kappa;
+        f[j] = x;
+        return x * T(0);  // NaN iff the score is NaN or infinite
+      });
     }
     smin[tid] = chk;
     sync();
