@@ -78,7 +78,7 @@ for t in (1, 2):
 rows = []
 def row(work, t, mine, peer, target, peer_note=""):
     f = lambda x: "n/a" if x is None else (f"{x:.3f}" if x < 10 else f"{x:.1f}")
-    ratio = "n/a" if (mine is None or peer is None) else f"{peer / mine:.1f}x"
+    ratio = "n/a" if (mine is None or peer is None) else f"{peer / mine:.2g}x"
     rows.append(f"| {work} | {t} | {f(mine)} | {f(peer)}{peer_note} | {ratio} | {target} |")
 
 for t in (1, 2):
