@@ -1,0 +1,181 @@
+#pragma once
+/// \file conv.hpp
+/// cpu convolution helpers: im2col / col2im (the GEMM formulation of conv2d)
+/// and the direct depthwise kernels (one filter per channel).
+
+#include <algorithm>
+#include <cstdint>
+
+#include "protoseg/backend/cpu/parallel.hpp"
+#include "protoseg/backend/nn_primitives.hpp"
+
+namespace protoseg::backend {
+
+template <>
+struct conv<cpu> {
+  /// col (C*kh*kw, out_h*out_w) from one image x (C, H, W); zeros where the
+  /// window reads padding. Row (c*kh + ky)*kw + kx, column oy*out_w + ox.
+  template <class T>
+  static void im2col(const T* x, T* col, const conv_geometry& g) {
+    const std::int64_t rows = g.channels * g.kernel_h * g.kernel_w, L = g.out_h * g.out_w;
+    PROTOSEG_OMP_FOR(rows * L)
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const std::int64_t kx = r % g.kernel_w, ky = (r / g.kernel_w) % g.kernel_h, c = r / (g.kernel_w * g.kernel_h);
+      const T* xc = x + c * g.height * g.width;
+      T* out = col + r * L;
+      for (std::int64_t oy = 0; oy < g.out_h; ++oy) {
+        const std::int64_t iy = oy * g.stride_h - g.pad_h + ky * g.dilation_h;
+        T* o = out + oy * g.out_w;
+        if (iy < 0 || iy >= g.height) {
+          for (std::int64_t ox = 0; ox < g.out_w; ++ox) o[ox] = T(0);
+          continue;
+        }
+        const T* xr = xc + iy * g.width;
+        const std::int64_t base = kx * g.dilation_w - g.pad_w;
+        if (g.stride_w == 1) {
+          for (std::int64_t ox = 0; ox < g.out_w; ++ox) {
+            const std::int64_t ix = ox + base;
+            o[ox] = (ix >= 0 && ix < g.width) ? xr[ix] : T(0);
+          }
+        } else {
+          for (std::int64_t ox = 0; ox < g.out_w; ++ox) {
+            const std::int64_t ix = ox * g.stride_w + base;
+            o[ox] = (ix >= 0 && ix < g.width) ? xr[ix] : T(0);
+          }
+        }
+      }
+    }
+  }
+
+  /// The adjoint of im2col: x (C, H, W) = the sum of the col entries that
+  /// read each pixel (gather form: every output written once, no races).
+  template <class T>
+  static void col2im(const T* col, T* x, const conv_geometry& g) {
+    const std::int64_t L = g.out_h * g.out_w;
+    const std::int64_t rows = g.channels * g.height;
+    PROTOSEG_OMP_FOR(rows * g.width * g.kernel_h * g.kernel_w)
+    for (std::int64_t cr = 0; cr < rows; ++cr) {
+      const std::int64_t c = cr / g.height, y = cr % g.height;
+      T* xr = x + cr * g.width;
+      for (std::int64_t xx = 0; xx < g.width; ++xx) xr[xx] = T(0);
+      for (std::int64_t ky = 0; ky < g.kernel_h; ++ky) {
+        const std::int64_t ty = y + g.pad_h - ky * g.dilation_h;
+        if (ty < 0 || ty % g.stride_h != 0) continue;
+        const std::int64_t oy = ty / g.stride_h;
+        if (oy >= g.out_h) continue;
+        for (std::int64_t kx = 0; kx < g.kernel_w; ++kx) {
+          const T* crow = col + ((c * g.kernel_h + ky) * g.kernel_w + kx) * L + oy * g.out_w;
+          for (std::int64_t xx = 0; xx < g.width; ++xx) {
+            const std::int64_t tx = xx + g.pad_w - kx * g.dilation_w;
+            if (tx < 0 || tx % g.stride_w != 0) continue;
+            const std::int64_t ox = tx / g.stride_w;
+            if (ox < g.out_w) xr[xx] += crow[ox];
+          }
+        }
+      }
+    }
+  }
+
+  /// Depthwise conv2d: y[n, c] = w[c] * x[n, c] + bias[c] (bias may be null);
+  /// w is (C, 1, kh, kw), g.channels = C.
+  template <class T>
+  static void depthwise_forward(const T* x, const T* w, const T* bias, T* y, std::int64_t n, const conv_geometry& g) {
+    const std::int64_t planes = n * g.channels, HW = g.height * g.width, L = g.out_h * g.out_w;
+    const std::int64_t kk = g.kernel_h * g.kernel_w;
+    PROTOSEG_OMP_FOR(planes * L * kk)
+    for (std::int64_t p = 0; p < planes; ++p) {
+      const std::int64_t c = p % g.channels;
+      const T* xp = x + p * HW;
+      const T* wc = w + c * kk;
+      T* yp = y + p * L;
+      const T b = bias ? bias[c] : T(0);
+      for (std::int64_t oy = 0; oy < g.out_h; ++oy) {
+        T* yr = yp + oy * g.out_w;
+        for (std::int64_t ox = 0; ox < g.out_w; ++ox) yr[ox] = b;
+        for (std::int64_t ky = 0; ky < g.kernel_h; ++ky) {
+          const std::int64_t iy = oy * g.stride_h - g.pad_h + ky * g.dilation_h;
+          if (iy < 0 || iy >= g.height) continue;
+          const T* xr = xp + iy * g.width;
+          for (std::int64_t kx = 0; kx < g.kernel_w; ++kx) {
+            const T wv = wc[ky * g.kernel_w + kx];
+            const std::int64_t base = kx * g.dilation_w - g.pad_w;
+            // Clip the ox range so that the inner loop has no branch.
+            std::int64_t lo = 0, hi = g.out_w;
+            while (lo < hi && lo * g.stride_w + base < 0) ++lo;
+            while (hi > lo && (hi - 1) * g.stride_w + base >= g.width) --hi;
+            for (std::int64_t ox = lo; ox < hi; ++ox) yr[ox] += wv * xr[ox * g.stride_w + base];
+          }
+        }
+      }
+    }
+  }
+
+  /// Gradient of depthwise_forward with respect to x (gather form).
+  template <class T>
+  static void depthwise_backward_input(const T* gy, const T* w, T* gx, std::int64_t n, const conv_geometry& g) {
+    const std::int64_t planes = n * g.channels, HW = g.height * g.width, L = g.out_h * g.out_w;
+    const std::int64_t kk = g.kernel_h * g.kernel_w;
+    PROTOSEG_OMP_FOR(planes * HW * kk)
+    for (std::int64_t p = 0; p < planes; ++p) {
+      const std::int64_t c = p % g.channels;
+      const T* gp = gy + p * L;
+      const T* wc = w + c * kk;
+      T* xp = gx + p * HW;
+      for (std::int64_t y = 0; y < g.height; ++y) {
+        T* xr = xp + y * g.width;
+        for (std::int64_t xx = 0; xx < g.width; ++xx) xr[xx] = T(0);
+        for (std::int64_t ky = 0; ky < g.kernel_h; ++ky) {
+          const std::int64_t ty = y + g.pad_h - ky * g.dilation_h;
+          if (ty < 0 || ty % g.stride_h != 0 || ty / g.stride_h >= g.out_h) continue;
+          const T* gr = gp + (ty / g.stride_h) * g.out_w;
+          for (std::int64_t kx = 0; kx < g.kernel_w; ++kx) {
+            const T wv = wc[ky * g.kernel_w + kx];
+            const std::int64_t off = g.pad_w - kx * g.dilation_w;
+            if (g.stride_w == 1) {
+              const std::int64_t lo = std::max<std::int64_t>(0, -off), hi = std::min(g.width, g.out_w - off);
+              for (std::int64_t xx = lo; xx < hi; ++xx) xr[xx] += wv * gr[xx + off];
+            } else {
+              for (std::int64_t xx = 0; xx < g.width; ++xx) {
+                const std::int64_t tx = xx + off;
+                if (tx < 0 || tx % g.stride_w != 0 || tx / g.stride_w >= g.out_w) continue;
+                xr[xx] += wv * gr[tx / g.stride_w];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// Gradient of depthwise_forward with respect to w (C, 1, kh, kw): the sum
+  /// over the batch and the output positions.
+  template <class T>
+  static void depthwise_backward_weight(const T* gy, const T* x, T* gw, std::int64_t n, const conv_geometry& g) {
+    const std::int64_t HW = g.height * g.width, L = g.out_h * g.out_w, kk = g.kernel_h * g.kernel_w;
+    PROTOSEG_OMP_FOR(n * g.channels * L * kk)
+    for (std::int64_t c = 0; c < g.channels; ++c) {
+      for (std::int64_t k = 0; k < kk; ++k) {
+        const std::int64_t ky = k / g.kernel_w, kx = k % g.kernel_w;
+        const std::int64_t base = kx * g.dilation_w - g.pad_w;
+        std::int64_t lo = 0, hi = g.out_w;
+        while (lo < hi && lo * g.stride_w + base < 0) ++lo;
+        while (hi > lo && (hi - 1) * g.stride_w + base >= g.width) --hi;
+        T acc = T(0);
+        for (std::int64_t b = 0; b < n; ++b) {
+          const T* xp = x + (b * g.channels + c) * HW;
+          const T* gp = gy + (b * g.channels + c) * L;
+          for (std::int64_t oy = 0; oy < g.out_h; ++oy) {
+            const std::int64_t iy = oy * g.stride_h - g.pad_h + ky * g.dilation_h;
+            if (iy < 0 || iy >= g.height) continue;
+            const T* xr = xp + iy * g.width;
+            const T* gr = gp + oy * g.out_w;
+            for (std::int64_t ox = lo; ox < hi; ++ox) acc += gr[ox] * xr[ox * g.stride_w + base];
+          }
+        }
+        gw[c * kk + k] = acc;
+      }
+    }
+  }
+};
+
+}  // namespace protoseg::backend

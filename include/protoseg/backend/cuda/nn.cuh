@@ -1,0 +1,8 @@
+#pragma once
+/// \file nn.cuh
+/// Every layer primitive of the cuda backend (conv, norm, resize, pool).
+
+#include "protoseg/backend/cuda/conv.cuh"
+#include "protoseg/backend/cuda/norm.cuh"
+#include "protoseg/backend/cuda/pool.cuh"
+#include "protoseg/backend/cuda/resize.cuh"
