@@ -190,12 +190,10 @@ inline void team_barrier() {
 /// compiler reorder a floating-point reduction into vector lanes).
 #define PROTOSEG_OT_SIMD_REDUCE(op, var) PROTOSEG_PRAGMA(omp simd reduction(op : var))
 #define PROTOSEG_OT_SIMD PROTOSEG_PRAGMA(omp simd)
-#define PROTOSEG_OT_SIMD_REDUCE2(op, a, b) PROTOSEG_PRAGMA(omp simd reduction(op : a, b))
 /// A parallel region over `threads` threads when `cond` holds.
 #define PROTOSEG_OT_PARALLEL(cond, threads) PROTOSEG_PRAGMA(omp parallel if (cond) num_threads(threads))
 #else
 #define PROTOSEG_OT_SIMD_REDUCE(op, var)
 #define PROTOSEG_OT_SIMD
-#define PROTOSEG_OT_SIMD_REDUCE2(op, a, b)
 #define PROTOSEG_OT_PARALLEL(cond, threads)
 #endif

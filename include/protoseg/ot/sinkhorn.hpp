@@ -82,7 +82,6 @@ status dense_plain(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkh
     // Pass 0: E = exp(S / kappa) and its row sums (v = 1).
     {
       T* my = partial(buf, tid);
-      T chk = 0;
       for (std::int64_t i = 0; i < K; ++i) {
         const T* s = S + i * N + j0;
         T* q = Q + i * N + j0;
@@ -94,9 +93,7 @@ status dense_plain(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkh
           q[j] = e;
           return e + x * T(0);
         });
-        chk += my[i];
       }
-      flag(buf, tid) = chk;
     }
     if (nt > 1) team_barrier();
     status st = status::ok;
