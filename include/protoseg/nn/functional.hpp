@@ -274,7 +274,8 @@ variable<T, P> linear(const variable<T, P>& x, const variable<T, P>& weight, con
 
 /// Output size of a convolution / pooling along one axis (PyTorch's formula).
 inline std::int64_t conv_out_size(std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t p, std::int64_t d) {
-  return (in + 2 * p - d * (k - 1) - 1) / s + 1;
+  const std::int64_t span = in + 2 * p - d * (k - 1) - 1;
+  return span < 0 ? 0 : span / s + 1;  // floor division, as PyTorch
 }
 
 /// 2-d convolution of x (N, C, H, W) with weight (O, C / groups, kh, kw) and
