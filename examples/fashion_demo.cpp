@@ -7,7 +7,7 @@
 // nearest prototype divided by a temperature; the loss is cross-entropy. The
 // prototypes are not trained by gradient: after each step they move towards
 // the mean embedding of the correctly classified samples assigned to them
-// (momentum gamma, ProtoSeg Eq. 7). With M > 1 a sample is assigned to the
+// (momentum gamma, ProtoSeg's prototype update). With M > 1 a sample is assigned to the
 // nearest prototype of its class (the paper's Sinkhorn assignment lives in
 // the segmentation trainer). `--head softmax` trains a learnable linear
 // classifier on the same embedding network instead, for comparison.
@@ -258,7 +258,7 @@ struct model {
     return out;
   }
 
-  /// ProtoSeg's prototype update (Eq. 7) from the correctly classified
+  /// ProtoSeg's momentum update of the prototypes from the correctly classified
   /// samples of a batch: each goes to the nearest prototype of its class;
   /// p <- normalise(gamma p + (1 - gamma) normalise(sum of its embeddings)).
   void update_prototypes(const output& out, const ps::tensor<std::int64_t>& labels, double gamma) {
