@@ -16,3 +16,15 @@ if(PROTOSEG_NVCC)
   target_link_libraries(test_cuda_gpu PRIVATE protoseg::protoseg doctest::doctest CUDA::cublas CUDA::cudart)
   target_compile_options(test_cuda_gpu PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20 -O3 --expt-relaxed-constexpr -Xcompiler=-fopenmp>)
 endif()
+
+# The layer primitives and modules (tests/cuda/test_cuda_nn.cpp), built the same two ways.
+add_executable(test_cuda_nn_omp cuda/test_cuda_nn.cpp)
+target_link_libraries(test_cuda_nn_omp PRIVATE protoseg_build_flags protoseg::cuda_omp doctest::doctest)
+doctest_discover_tests(test_cuda_nn_omp TEST_PREFIX "test_cuda_nn_omp/" ADD_LABELS 0)
+
+if(PROTOSEG_NVCC)
+  configure_file(cuda/test_cuda_nn.cpp ${CMAKE_CURRENT_BINARY_DIR}/test_cuda_nn_gpu.cu COPYONLY)
+  add_executable(test_cuda_nn_gpu ${CMAKE_CURRENT_BINARY_DIR}/test_cuda_nn_gpu.cu)
+  target_link_libraries(test_cuda_nn_gpu PRIVATE protoseg::protoseg doctest::doctest CUDA::cublas CUDA::cudart)
+  target_compile_options(test_cuda_nn_gpu PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20 -O3 --expt-relaxed-constexpr -Xcompiler=-fopenmp>)
+endif()
