@@ -115,7 +115,8 @@ void print_help(std::ostream& os) {
      << "  --out DIR           output directory [" << d.out << "]\n"
      << "  --hidden N          hidden width of the MLP [" << d.hidden << "]\n"
      << "  --dim N             embedding dimension D [" << d.dim << "]\n"
-     << "  --prototypes M      prototypes per class (proto head) [" << d.prototypes << "]\n"
+     << "  --prototypes M      prototypes per class (proto head); a sample goes to the nearest\n"
+     << "                      of its class (no Sinkhorn balancing, so some may stay unused) [" << d.prototypes << "]\n"
      << "  --gamma X           prototype momentum, in [0, 1) [" << d.gamma << "]\n"
      << "  --temperature X     logit temperature of the proto head [" << d.temperature << "]\n"
      << "  --flip on|off       random horizontal flips of training images [" << (d.flip ? "on" : "off") << "]\n"
@@ -457,9 +458,15 @@ struct proto_picture {
 ps::tensor<std::uint8_t> draw_prototypes(const proto_picture& pic, const ps::tensor<std::uint8_t>& test_images,
                                          const ps::tensor<std::int64_t>& test_labels, int m, const std::string& title,
                                          const std::string& mean_caption, const std::string& nearest_caption) {
-  const int scale = 3, tile = image_side * scale, pad = 6, left = 170, top = 112;
-  const int k = pic.nearest.empty() ? 0 : static_cast<int>(pic.nearest[0].size());
   const int rows = num_classes * m;
+  auto row_name = [&](int r) {
+    std::string name(ps::data::fashion_mnist_classes[static_cast<std::size_t>(r / m)]);
+    return m > 1 ? name + " #" + std::to_string(r % m + 1) : name;
+  };
+  int label_width = 0;
+  for (int r = 0; r < rows; ++r) label_width = std::max(label_width, canvas::text_width(row_name(r), 2));
+  const int scale = 3, tile = image_side * scale, pad = 6, left = std::max(170, label_width + 34), top = 112;
+  const int k = pic.nearest.empty() ? 0 : static_cast<int>(pic.nearest[0].size());
   const int x_nearest = left + tile + 40;
   canvas cv(x_nearest + k * (tile + pad) + 20, top + rows * (tile + pad) + 20, white);
   cv.text(20, 16, title, 3, ink);
@@ -469,14 +476,16 @@ ps::tensor<std::uint8_t> draw_prototypes(const proto_picture& pic, const ps::ten
   for (int r = 0; r < rows; ++r) {
     const int y = top + r * (tile + pad);
     const int c = r / m;
-    std::string name(ps::data::fashion_mnist_classes[static_cast<std::size_t>(c)]);
-    if (m > 1) name += " #" + std::to_string(r % m + 1);
+    const std::string name = row_name(r);
     cv.text(left - 14 - canvas::text_width(name, 2), y + tile / 2 - 7, name, 2, ink);
-    const auto n = pic.mean_counts[static_cast<std::size_t>(r)];
-    for (int j = 0; j < image_pixels; ++j)
-      buf[static_cast<std::size_t>(j)] =
-          n ? static_cast<float>(pic.mean_images[static_cast<std::size_t>(r) * image_pixels + j]) : 0.0f;
-    cv.image(left, y, buf.data(), scale);
+    if (const auto n = pic.mean_counts[static_cast<std::size_t>(r)]) {
+      for (int j = 0; j < image_pixels; ++j)
+        buf[static_cast<std::size_t>(j)] = static_cast<float>(pic.mean_images[static_cast<std::size_t>(r) * image_pixels + j]);
+      cv.image(left, y, buf.data(), scale);
+    } else {  // no training image is assigned to this prototype
+      cv.fill(left, y, left + tile, y + tile, {235, 235, 235});
+      cv.text_centered(left + tile / 2, y + tile / 2 - 4, "unused", 1, {90, 90, 90});
+    }
     cv.frame(left - 2, y - 2, left + tile + 2, y + tile + 2, 2, {40, 90, 170});
     for (int i = 0; i < k; ++i) {
       const std::int64_t t = pic.nearest[static_cast<std::size_t>(r)][static_cast<std::size_t>(i)];
