@@ -78,7 +78,8 @@ for t in (1, 2):
 rows = []
 def row(work, t, mine, peer, target, peer_note=""):
     f = lambda x: "n/a" if x is None else (f"{x:.3f}" if x < 10 else f"{x:.1f}")
-    ratio = "n/a" if (mine is None or peer is None) else f"{peer / mine:.2g}x"
+    ratio = "n/a" if (mine is None or peer is None) else (
+        f"{peer / mine:.2g}x" if peer / mine < 100 else f"{peer / mine:.0f}x")
     rows.append(f"| {work} | {t} | {f(mine)} | {f(peer)}{peer_note} | {ratio} | {target} |")
 
 for t in (1, 2):
@@ -110,8 +111,9 @@ lines += [f"Medians of real time in ms, protoseg (`benchmarks/bench_sinkhorn`, f
           f"Run {when} on {cpu or 'unknown CPU'}, with:", "", "```", cmdline, "```", "",
           "| work | threads | protoseg (ms) | PyTorch (ms) | ratio | target |",
           "|---|---|---|---|---|---|"] + rows + ["",
-          "Notes: the segmented peer is ProtoSeg's whole per-class prototype step (Sinkhorn, Gumbel sampling,",
-          "momentum update in a Python loop over classes), so its ratio overstates the Sinkhorn part alone;",
+          "Notes: the segmented peer is ProtoSeg's whole per-class prototype step (the N x C*M logits product,",
+          "then Sinkhorn, Gumbel sampling and the momentum update in a Python loop over classes), so its ratio",
+          "overstates the Sinkhorn part alone;",
           "protoseg's segmented solver is given the N x M scores. The log-domain row is compared with the",
           "plain PyTorch form (Algorithm 1 has no log-domain variant).", ""]
 section = "\n".join(lines)
