@@ -351,8 +351,9 @@ void check_kappa_for(const sinkhorn_options& o, const char* who) {
 
 /// Sinkhorn-Knopp on a K x N score matrix (K prototypes, N pixels), writing
 /// the K x N assignment into `out` (which may be `scores` itself, for an
-/// in-place solve, but not a partly overlapping view). Algorithm 1 of the supplementary, solving Eq. 9:
-/// Q = diag(u) exp(S / kappa) diag(v), columns summing to 1 and rows to N / K.
+/// in-place solve, but not a partly overlapping view). Algorithm 1 of the
+/// supplementary, solving Eq. 9: Q = diag(u) exp(S / kappa) diag(v), columns
+/// summing to 1 and rows to N / K.
 template <class T>
 sinkhorn_result<T> sinkhorn_solve(const tensor<T>& scores, tensor<T> out, const sinkhorn_options& o = {}) {
   static_assert(std::is_floating_point_v<T>, "protoseg::ot::sinkhorn_solve: T must be float or double");
