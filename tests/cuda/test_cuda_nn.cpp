@@ -61,7 +61,7 @@ void grad_parity(F f, const std::vector<tensor<double>>& in, double rtol = op_rt
   generator gen(11);
   auto w = rand<double>(oc.shape(), gen, 0.5, 1.5);
   oc.backward(w);
-  og.backward(w.to<cuda>());
+  og.backward(w.template to<cuda>());
   for (std::size_t i = 0; i < in.size(); ++i) {
     CAPTURE(i);
     REQUIRE(vc[i].has_grad() == vg[i].has_grad());
