@@ -327,3 +327,24 @@ TEST_CASE("empty and undefined tensors where they make no sense give clear error
   CHECK_THROWS_WITH_AS(exp(u), doctest::Contains("undefined"), value_error);
   CHECK_THROWS_WITH_AS(u + u, doctest::Contains("undefined"), value_error);
 }
+
+TEST_CASE("the cpu allocator reuses freed blocks and can be emptied") {
+  empty_cpu_cache();
+  const float* first = nullptr;
+  {
+    auto a = zeros<float>({1000, 100});
+    first = a.data();
+  }
+#if defined(__SANITIZE_ADDRESS__)
+  CHECK(cpu_cached_bytes() == 0);  // off under AddressSanitizer, so use-after-free is caught
+#else
+  CHECK(cpu_cached_bytes() >= 1000 * 100 * sizeof(float));
+  auto b = ones<float>({100, 1000});  // same size: the same block comes back
+  CHECK(b.data() == first);
+  CHECK(close(sum(b), {100000}));
+  set_cpu_cache_limit(0);
+  { auto c = zeros<float>({10}); }
+  CHECK(cpu_cached_bytes() == 0);
+  set_cpu_cache_limit(std::size_t(1) << 30);
+#endif
+}

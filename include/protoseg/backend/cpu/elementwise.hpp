@@ -2,12 +2,33 @@
 /// \file elementwise.hpp
 /// cpu elementwise primitives: fill, iota, map, zip and broadcasting zip.
 
+#include <Eigen/Core>
 #include <cstdint>
+#include <type_traits>
 
 #include "protoseg/backend/cpu/parallel.hpp"
+#include "protoseg/backend/functors.hpp"
 #include "protoseg/backend/primitives.hpp"
 
 namespace protoseg::backend {
+
+namespace cpu_detail {
+/// Functors that Eigen evaluates with SIMD (vectorised exp, log, tanh...).
+template <class F>
+inline constexpr bool eigen_vectorised =
+    std::is_same_v<F, fn::exp> || std::is_same_v<F, fn::log> || std::is_same_v<F, fn::sqrt> ||
+    std::is_same_v<F, fn::tanh> || std::is_same_v<F, fn::sigmoid> || std::is_same_v<F, fn::abs>;
+
+template <class F, class A>
+auto eigen_apply(const A& a) {
+  if constexpr (std::is_same_v<F, fn::exp>) return a.exp();
+  else if constexpr (std::is_same_v<F, fn::log>) return a.log();
+  else if constexpr (std::is_same_v<F, fn::sqrt>) return a.sqrt();
+  else if constexpr (std::is_same_v<F, fn::tanh>) return a.tanh();
+  else if constexpr (std::is_same_v<F, fn::sigmoid>) return a.logistic();
+  else return a.abs();
+}
+}  // namespace cpu_detail
 
 template <>
 struct elementwise<cpu> {
@@ -25,8 +46,19 @@ struct elementwise<cpu> {
 
   template <class T, class U, class F>
   static void map(const T* in, U* out, std::int64_t n, F f) {
-    PROTOSEG_OMP_FOR(n)
-    for (std::int64_t i = 0; i < n; ++i) out[i] = f(in[i]);
+    if constexpr (std::is_same_v<T, U> && std::is_floating_point_v<T> && cpu_detail::eigen_vectorised<F>) {
+      using array = Eigen::Array<T, Eigen::Dynamic, 1>;
+      constexpr std::int64_t chunk = 1 << 14;
+      const std::int64_t chunks = (n + chunk - 1) / chunk;
+      PROTOSEG_OMP_FOR(n)
+      for (std::int64_t c = 0; c < chunks; ++c) {
+        const std::int64_t begin = c * chunk, len = (n - begin < chunk) ? n - begin : chunk;
+        Eigen::Map<array>(out + begin, len) = cpu_detail::eigen_apply<F>(Eigen::Map<const array>(in + begin, len));
+      }
+    } else {
+      PROTOSEG_OMP_FOR(n)
+      for (std::int64_t i = 0; i < n; ++i) out[i] = f(in[i]);
+    }
   }
 
   template <class T, class F>

@@ -31,7 +31,7 @@ inline void set_num_threads(int n) {
 
 namespace backend::cpu_detail {
 /// Below this many elements a loop stays on one thread.
-inline constexpr std::int64_t parallel_grain = 1 << 15;
+inline constexpr std::int64_t parallel_grain = 1 << 16;
 }  // namespace backend::cpu_detail
 
 }  // namespace protoseg

@@ -8,23 +8,24 @@
 #include <new>
 #include <utility>
 
+#include "protoseg/backend/cpu/allocator.hpp"
 #include "protoseg/backend/policy.hpp"
 
 namespace protoseg {
 
-/// An owning, 64-byte aligned host buffer (the storage of `tensor<T, cpu>`).
+/// An owning, 64-byte aligned host buffer (the storage of `tensor<T, cpu>`),
+/// taken from and returned to the caching allocator.
 template <class T>
 class aligned_buffer {
  public:
-  static constexpr std::size_t alignment = 64;
+  static constexpr std::size_t alignment = detail::host_block_cache::alignment;
   explicit aligned_buffer(std::size_t n)
       : size_(n),
-        data_(n == 0 ? nullptr
-                     : static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{alignment}))) {}
+        data_(n == 0 ? nullptr : static_cast<T*>(detail::host_block_cache::instance().allocate(n * sizeof(T)))) {}
   aligned_buffer(const aligned_buffer&) = delete;
   aligned_buffer& operator=(const aligned_buffer&) = delete;
   ~aligned_buffer() {
-    if (data_) ::operator delete(data_, std::align_val_t{alignment});
+    if (data_) detail::host_block_cache::instance().deallocate(data_, size_ * sizeof(T));
   }
   T* data() noexcept { return data_; }
   const T* data() const noexcept { return data_; }
