@@ -35,3 +35,17 @@
 #include "protoseg/ops/unary.hpp"
 
 #include "protoseg/loss/cross_entropy.hpp"
+
+#include "protoseg/ot/assignment.hpp"
+#include "protoseg/ot/greenkhorn.hpp"
+#include "protoseg/ot/segmented.hpp"
+#include "protoseg/ot/sinkhorn.hpp"
+
+#include "protoseg/optim/sgd.hpp"
+
+#include "protoseg/data/fashion_mnist.hpp"
+#include "protoseg/data/idx.hpp"
+#include "protoseg/io/npy.hpp"
+
+// Not included here: <protoseg/data/image_write.hpp> (needs the stb headers,
+// Debian libstb-dev) and <protoseg/cuda.hpp> (needs Thrust).
