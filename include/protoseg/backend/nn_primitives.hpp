@@ -66,8 +66,9 @@ resize_axis<T> make_resize_axis(std::int64_t in, std::int64_t out, resize_mode m
   using acc = T;
   for (std::int64_t o = 0; o < out; ++o) {
     if (mode == resize_mode::nearest) {
-      const acc scale = static_cast<acc>(in) / static_cast<acc>(out);
-      std::int64_t i = static_cast<std::int64_t>(std::floor(static_cast<acc>(o) * scale));
+      // ATen computes the nearest scale in float for every value type.
+      const float scale = static_cast<float>(in) / static_cast<float>(out);
+      std::int64_t i = static_cast<std::int64_t>(std::floor(static_cast<float>(o) * scale));
       i = std::min(i, in - 1);
       a.i0[o] = a.i1[o] = i;
       a.w0[o] = T(1);

@@ -57,10 +57,12 @@ class module {
   using tensor_type = tensor<T, Policy>;
   using variable_type = variable<T, Policy>;
 
-  module() = default;
+  // (No line starts with the word `module`: nvcc would take it for the
+  // C++20 module keyword and warn.)
+  explicit module() = default;
   virtual ~module() = default;
-  module(const module&) = delete;
-  module& operator=(const module&) = delete;
+  explicit module(const module&) = delete;
+  auto operator=(const module&) -> module& = delete;
 
   /// The layer's type name (as PyTorch prints it: "Linear", "Conv2d", ...).
   virtual std::string type_name() const { return "Module"; }
