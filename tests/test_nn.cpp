@@ -423,7 +423,7 @@ TEST_CASE("module: parameter names, buffers and counts match PyTorch's") {
   CHECK(n.child("block2") == nullptr);
 }
 
-TEST_CASE("module: train / eval reach every child; zero_grad clears every gradient") {
+TEST_CASE("module: train / eval reach every child, zero_grad clears every gradient") {
   generator g(2);
   nn::efficient_self_attention<double> at({.dim = 4, .num_heads = 2, .attn_drop = 0.5, .sr_ratio = 2}, g);
   CHECK(at.is_training());
