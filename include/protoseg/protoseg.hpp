@@ -37,6 +37,7 @@
 #include "protoseg/loss/cross_entropy.hpp"
 
 #include "protoseg/ot/assignment.hpp"
+#include "protoseg/ot/device.hpp"
 #include "protoseg/ot/greenkhorn.hpp"
 #include "protoseg/ot/segmented.hpp"
 #include "protoseg/ot/sinkhorn.hpp"

@@ -258,4 +258,59 @@ TEST_CASE("cuda policy: gradients of every differentiable op agree with cpu") {
       {rnd({2, 3}, 24), rnd({1, 3}, 25)});
 }
 
+TEST_CASE("cuda policy: Sinkhorn-Knopp, online clustering and the segmented solver agree with cpu") {
+  generator g(31);
+  auto S = rand<float>({10, 300}, g, -1.f, 1.f);
+  for (bool log_domain : {false, true})
+    for (double tol : {0.0, 1e-4}) {
+      CAPTURE(log_domain);
+      CAPTURE(tol);
+      const ot::sinkhorn_options o{.iterations = tol > 0 ? 50 : 3, .kappa = 0.05, .log_domain = log_domain, .tolerance = tol};
+      auto rc = ot::sinkhorn_solve(S, o);
+      auto rg = ot::sinkhorn_solve(S.to<cuda>(), o);
+      CHECK(agree(rg.assignment, rc.assignment, 1e-4));
+      CHECK(rg.iterations == rc.iterations);
+      CHECK(std::abs(rg.marginal_error - rc.marginal_error) < 1e-4);
+    }
+  auto P = l2_normalize(rand<float>({16, 6}, g, -1.f, 1.f), 0);
+  auto X = l2_normalize(rand<float>({16, 200}, g, -1.f, 1.f), 0);
+  CHECK(agree(ot::online_clustering(P.to<cuda>(), X.to<cuda>()), ot::online_clustering(P, X), 1e-4));
+  // segmented: 5 classes of different sizes, two of them empty
+  auto scores = rand<double>({157, 4}, g, -1.0, 1.0);
+  auto offsets = tensor<std::int64_t>::from_vector({0, 40, 40, 137, 137, 157}, {6});
+  for (bool log_domain : {false, true}) {
+    CAPTURE(log_domain);
+    const ot::sinkhorn_options o{.log_domain = log_domain};
+    auto rc = ot::segmented_sinkhorn(scores, offsets, o);
+    auto rg = ot::segmented_sinkhorn(scores.to<cuda>(), offsets.to<cuda>(), o);
+    CHECK(agree(rg.assignment, rc.assignment, 1e-9));
+    CHECK(rg.iterations == rc.iterations);
+  }
+  auto f = rand<float>({157, 4}, g, -1.f, 1.f);
+  auto rt = ot::segmented_sinkhorn(f.to<cuda>(), offsets.to<cuda>(), {.iterations = 100, .tolerance = 1e-5});
+  auto rtc = ot::segmented_sinkhorn(f, offsets, {.iterations = 100, .tolerance = 1e-5});
+  CHECK(agree(rt.assignment, rtc.assignment, 1e-4));
+  CHECK(rt.iterations == rtc.iterations);
+  CHECK(std::abs(rt.marginal_error - rtc.marginal_error) < 1e-4);
+}
+
+TEST_CASE("cuda policy: clustering refuses bad input like cpu") {
+  auto bad = tensor<float>::from_vector({0.1f, NAN, 0.3f, 0.4f}, {2, 2}).to<cuda>();
+  CHECK_THROWS_WITH_AS(ot::sinkhorn_knopp(bad), doctest::Contains("contain NaN or infinite values"), value_error);
+  auto big = full<float, cuda>({2, 3}, 10.f);
+  CHECK_THROWS_WITH_AS(ot::sinkhorn_knopp(big, {.kappa = 0.01}), doctest::Contains("set options.log_domain = true"),
+                       value_error);
+  CHECK(all_finite(ot::sinkhorn_knopp(big, {.kappa = 0.01, .log_domain = true})));
+  CHECK_THROWS_WITH_AS(ot::sinkhorn_knopp(big, {.iterations = 0}), doctest::Contains("options.iterations: got 0"),
+                       value_error);
+  auto s = zeros<float, cuda>({10, 3});
+  auto off = tensor<std::int64_t>::from_vector({0, 4, 9}, {3}).to<cuda>();
+  CHECK_THROWS_WITH_AS(ot::segmented_sinkhorn(s, off), doctest::Contains("expected N = 10"), value_error);
+  auto sn = tensor<float>::from_vector({0.f, 0.f, NAN, 0.f}, {2, 2}).to<cuda>();
+  auto off2 = tensor<std::int64_t>::from_vector({0, 1, 2}, {3}).to<cuda>();
+  CHECK_THROWS_WITH_AS(ot::segmented_sinkhorn(sn, off2), doctest::Contains("of class 1"), value_error);
+  CHECK_THROWS_WITH_AS(ot::online_clustering(zeros<float, cuda>({4, 2}), zeros<float, cuda>({5, 3})),
+                       doctest::Contains("expected D = 4"), shape_error);
+}
+
 }  // namespace cuda_parity

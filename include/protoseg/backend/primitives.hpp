@@ -40,6 +40,9 @@ PROTOSEG_PRIMARY_PRIMITIVE(gemm)
 PROTOSEG_PRIMARY_PRIMITIVE(copy)
 /// fused softmax / log-softmax along an axis and the cross-entropy gather.
 PROTOSEG_PRIMARY_PRIMITIVE(softmax)
+/// segmented Sinkhorn-Knopp (every class's problem in one launch); the cpu
+/// solvers live in protoseg/ot/, this primitive serves the device policies.
+PROTOSEG_PRIMARY_PRIMITIVE(sinkhorn)
 
 #undef PROTOSEG_PRIMARY_PRIMITIVE
 

@@ -34,9 +34,9 @@ struct sinkhorn_options {
 /// What a solver returns: the assignment (columns sum to 1, as Algorithm 1
 /// ends with `L *= N`), the rounds it ran, and the final marginal error
 /// max_k |K / N * sum_n Q(k, n) - 1| (0 for a perfectly equipartitioned Q).
-template <class T>
+template <class T, class Policy = cpu>
 struct sinkhorn_result {
-  tensor<T> assignment;
+  tensor<T, Policy> assignment;
   int iterations = 0;
   double marginal_error = 0.0;
 };

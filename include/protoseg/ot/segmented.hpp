@@ -29,9 +29,9 @@ namespace protoseg::ot {
 
 /// Result of the segmented solver: the N x M assignment, the most rounds any
 /// class ran, and the largest prototype-marginal error over the classes.
-template <class T>
+template <class T, class Policy = cpu>
 struct segmented_result {
-  tensor<T> assignment;
+  tensor<T, Policy> assignment;
   int iterations = 0;
   double marginal_error = 0.0;
 };

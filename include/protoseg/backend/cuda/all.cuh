@@ -6,5 +6,6 @@
 #include "protoseg/backend/cuda/elementwise.cuh"
 #include "protoseg/backend/cuda/gemm.cuh"
 #include "protoseg/backend/cuda/reduction.cuh"
+#include "protoseg/backend/cuda/sinkhorn.cuh"
 #include "protoseg/backend/cuda/softmax.cuh"
 #include "protoseg/backend/cuda/traits.cuh"
