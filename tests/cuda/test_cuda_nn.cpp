@@ -141,6 +141,17 @@ TEST_CASE("cuda nn: linear, layer_norm and batch_norm (training and eval) forwar
       {rnd({2, 3, 3, 3}, 13), rnd({3}, 14), rnd({3}, 15)});
 }
 
+TEST_CASE("cuda nn: two-stage reductions over several chunks (layer-norm parameters, channel statistics, depthwise weights)") {
+  grad_parity([](const auto& v) { return nn::functional::layer_norm(v[0], v[1], v[2]); },
+              {rnd({3, 211, 5}, 1), rnd({5}, 2), rnd({5}, 3)});
+  grad_parity([](const auto& v) {
+    using P = typename std::decay_t<decltype(v[0])>::policy_type;
+    return nn::functional::batch_norm(v[0], tensor<double, P>(), tensor<double, P>(), v[1], v[2], true);
+  }, {rnd({2, 3, 33, 17}, 4, -1, 3), rnd({3}, 5), rnd({3}, 6)});
+  grad_parity([](const auto& v) { return nn::functional::conv2d(v[0], v[1], v[2], {.padding = 1, .groups = 3}); },
+              {rnd({2, 3, 21, 9}, 7), rnd({3, 1, 3, 3}, 8), rnd({3}, 9)});
+}
+
 TEST_CASE("cuda nn: bilinear and nearest resize, max pooling, dropout masks") {
   for (bool ac : {false, true})
     for (auto [oh, ow] : {std::pair<std::int64_t, std::int64_t>{11, 13}, {3, 2}, {5, 6}, {20, 24}}) {

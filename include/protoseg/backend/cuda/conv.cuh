@@ -4,6 +4,7 @@
 /// depthwise kernels, one output element per work item (gather form, so no
 /// atomics and the same code runs on Thrust's OpenMP system).
 
+#include <thrust/device_vector.h>
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/tabulate.h>
@@ -99,30 +100,46 @@ struct depthwise_backward_input_fn {
     return acc;
   }
 };
+/// Output rows per partial sum of the depthwise weight gradient.
+inline constexpr std::int64_t dw_row_chunk = 8;
+
+/// Item ((c * kk + k) * n + b) * chunks + rc: the weight-gradient partial sum
+/// of tap k of channel c over sample b and a chunk of output rows.
 template <class T>
-struct depthwise_backward_weight_fn {
+struct depthwise_weight_partial_fn {
   const T* gy;
   const T* x;
-  std::int64_t n;
+  double* part;
+  std::int64_t n, chunks;
   conv_geometry g;
-  PROTOSEG_HOST_DEVICE T operator()(std::int64_t i) const {
+  PROTOSEG_HOST_DEVICE void operator()(std::int64_t i) const {
     const std::int64_t kk = g.kernel_h * g.kernel_w, HW = g.height * g.width, L = g.out_h * g.out_w;
-    const std::int64_t c = i / kk, ky = (i % kk) / g.kernel_w, kx = i % g.kernel_w;
-    T acc = T(0);
-    for (std::int64_t b = 0; b < n; ++b) {
-      const T* xp = x + (b * g.channels + c) * HW;
-      const T* gp = gy + (b * g.channels + c) * L;
-      for (std::int64_t oy = 0; oy < g.out_h; ++oy) {
-        const std::int64_t iy = oy * g.stride_h - g.pad_h + ky * g.dilation_h;
-        if (iy < 0 || iy >= g.height) continue;
-        for (std::int64_t ox = 0; ox < g.out_w; ++ox) {
-          const std::int64_t ix = ox * g.stride_w - g.pad_w + kx * g.dilation_w;
-          if (ix < 0 || ix >= g.width) continue;
-          acc += gp[oy * g.out_w + ox] * xp[iy * g.width + ix];
-        }
+    const std::int64_t rc = i % chunks, b = (i / chunks) % n, ck = i / (chunks * n);
+    const std::int64_t c = ck / kk, ky = (ck % kk) / g.kernel_w, kx = ck % g.kernel_w;
+    const T* xp = x + (b * g.channels + c) * HW;
+    const T* gp = gy + (b * g.channels + c) * L;
+    const std::int64_t oy0 = rc * dw_row_chunk, oy1 = oy0 + dw_row_chunk < g.out_h ? oy0 + dw_row_chunk : g.out_h;
+    double acc = 0;
+    for (std::int64_t oy = oy0; oy < oy1; ++oy) {
+      const std::int64_t iy = oy * g.stride_h - g.pad_h + ky * g.dilation_h;
+      if (iy < 0 || iy >= g.height) continue;
+      for (std::int64_t ox = 0; ox < g.out_w; ++ox) {
+        const std::int64_t ix = ox * g.stride_w - g.pad_w + kx * g.dilation_w;
+        if (ix < 0 || ix >= g.width) continue;
+        acc += double(gp[oy * g.out_w + ox] * xp[iy * g.width + ix]);
       }
     }
-    return acc;
+    part[i] = acc;
+  }
+};
+template <class T>
+struct depthwise_weight_final_fn {
+  const double* part;
+  std::int64_t per;
+  PROTOSEG_HOST_DEVICE T operator()(std::int64_t ck) const {
+    double s = 0;
+    for (std::int64_t k = 0; k < per; ++k) s += part[ck * per + k];
+    return T(s);
   }
 };
 }  // namespace cuda_detail
@@ -153,12 +170,19 @@ struct conv<cuda> {
       thrust::tabulate(cuda_detail::dp(gx), cuda_detail::dp(gx) + total,
                        cuda_detail::depthwise_backward_input_fn<T>{gy, w, g});
   }
+  /// Two stages: partial sums over (sample, chunk of output rows), then one
+  /// item per weight element sums its partials.
   template <class T>
   static void depthwise_backward_weight(const T* gy, const T* x, T* gw, std::int64_t n, const conv_geometry& g) {
     const std::int64_t total = g.channels * g.kernel_h * g.kernel_w;
-    if (total > 0)
-      thrust::tabulate(cuda_detail::dp(gw), cuda_detail::dp(gw) + total,
-                       cuda_detail::depthwise_backward_weight_fn<T>{gy, x, n, g});
+    if (total == 0) return;
+    const std::int64_t chunks = (g.out_h + cuda_detail::dw_row_chunk - 1) / cuda_detail::dw_row_chunk;
+    const std::int64_t per = n * chunks;
+    thrust::device_vector<double> part(static_cast<std::size_t>(total * per));
+    double* pp = thrust::raw_pointer_cast(part.data());
+    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(total * per),
+                     cuda_detail::depthwise_weight_partial_fn<T>{gy, x, pp, n, chunks, g});
+    thrust::tabulate(cuda_detail::dp(gw), cuda_detail::dp(gw) + total, cuda_detail::depthwise_weight_final_fn<T>{pp, per});
   }
 };
 

@@ -1,9 +1,12 @@
 #pragma once
 /// \file norm.cuh
 /// cuda normalisation kernels on Thrust: layer norm rows (one work item per
-/// row), its parameter gradients (one per column) and batch-norm channel
-/// statistics (one per channel). Statistics accumulate in double.
+/// row); its parameter gradients and the batch-norm channel statistics as
+/// two-stage reductions (partial sums over chunks of 256 rows / pixels, then
+/// one item per column / channel), so that a GPU has enough work items.
+/// Statistics accumulate in double.
 
+#include <thrust/device_vector.h>
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
 
@@ -73,66 +76,92 @@ struct layer_norm_backward_row_fn {
     }
   }
 };
+/// Rows per partial sum of the column reductions: enough work items to fill
+/// a GPU, short loops per item.
+inline constexpr std::int64_t norm_chunk = 256;
+
 template <class T>
-struct layer_norm_param_fn {
+struct layer_norm_param_partial_fn {  // item (chunk, column)
   const T* g;
   const T* x;
   const T* mean;
   const T* rstd;
-  T* ggamma;
-  T* gbeta;
+  double* part_g;
+  double* part_h;
   std::int64_t rows, n;
-  PROTOSEG_HOST_DEVICE void operator()(std::int64_t j) const {
+  PROTOSEG_HOST_DEVICE void operator()(std::int64_t i) const {
+    const std::int64_t chunk = i / n, j = i % n;
+    const std::int64_t r0 = chunk * norm_chunk, r1 = r0 + norm_chunk < rows ? r0 + norm_chunk : rows;
     double sg = 0, sh = 0;
-    for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t r = r0; r < r1; ++r) {
       const T gv = g[r * n + j];
       sg += gv;
       sh += double(gv * ((x[r * n + j] - mean[r]) * rstd[r]));
+    }
+    part_g[i] = sg;
+    part_h[i] = sh;
+  }
+};
+template <class T>
+struct layer_norm_param_final_fn {  // item column
+  const double* part_g;
+  const double* part_h;
+  T* ggamma;
+  T* gbeta;
+  std::int64_t chunks, n;
+  PROTOSEG_HOST_DEVICE void operator()(std::int64_t j) const {
+    double sg = 0, sh = 0;
+    for (std::int64_t c = 0; c < chunks; ++c) {
+      sg += part_g[c * n + j];
+      sh += part_h[c * n + j];
     }
     if (ggamma) ggamma[j] = T(sh);
     if (gbeta) gbeta[j] = T(sg);
   }
 };
+/// Partial sums over the (n, c, hw) view: item (channel, sample, chunk of hw)
+/// adds f(k) over its chunk into part_a (and part_b when the functor gives two).
 template <class T>
-struct channel_moments_fn {
-  const T* x;
-  T* mean;
-  T* var;
-  std::int64_t n, c, hw;
-  PROTOSEG_HOST_DEVICE void operator()(std::int64_t ch) const {
-    double s = 0;
-    for (std::int64_t b = 0; b < n; ++b)
-      for (std::int64_t i = 0; i < hw; ++i) s += x[(b * c + ch) * hw + i];
-    const double count = double(n * hw), m = s / count;
-    double v = 0;
-    for (std::int64_t b = 0; b < n; ++b)
-      for (std::int64_t i = 0; i < hw; ++i) {
-        const double d = x[(b * c + ch) * hw + i] - m;
-        v += d * d;
+struct channel_partial_fn {
+  const T* a;       // x or g
+  const T* b;       // x when two sums are wanted (grad sums), else null
+  const T* center;  // per-channel value subtracted (mean), or null
+  bool square;      // sum (a - center)^2 instead of a
+  double* part_a;
+  double* part_b;
+  std::int64_t n, c, hw, chunks;
+  PROTOSEG_HOST_DEVICE void operator()(std::int64_t i) const {
+    const std::int64_t ch = i / (n * chunks), rest = i % (n * chunks), s = rest / chunks, k = rest % chunks;
+    const std::int64_t base = (s * c + ch) * hw;
+    const std::int64_t j0 = k * norm_chunk, j1 = j0 + norm_chunk < hw ? j0 + norm_chunk : hw;
+    const double m = center ? double(center[ch]) : 0.0;
+    double sa = 0, sb = 0;
+    for (std::int64_t j = j0; j < j1; ++j) {
+      const double v = a[base + j];
+      if (b) {
+        sa += v;
+        sb += v * double(b[base + j] - T(m));
+      } else if (square) {
+        sa += (v - m) * (v - m);
+      } else {
+        sa += v;
       }
-    mean[ch] = T(m);
-    var[ch] = T(v / count);
+    }
+    part_a[i] = sa;
+    if (part_b) part_b[i] = sb;
   }
 };
+/// out[ch] = scale * (sum of the channel's partials).
 template <class T>
-struct channel_grad_sums_fn {
-  const T* g;
-  const T* x;
-  const T* mean;
-  T* sum_g;
-  T* sum_gx;
-  std::int64_t n, c, hw;
+struct channel_final_fn {
+  const double* part;
+  T* out;
+  std::int64_t per_channel;
+  double scale;
   PROTOSEG_HOST_DEVICE void operator()(std::int64_t ch) const {
-    double sg = 0, sgx = 0;
-    const T m = mean[ch];
-    for (std::int64_t b = 0; b < n; ++b)
-      for (std::int64_t i = 0; i < hw; ++i) {
-        const std::int64_t k = (b * c + ch) * hw + i;
-        sg += g[k];
-        sgx += double(g[k]) * double(x[k] - m);
-      }
-    sum_g[ch] = T(sg);
-    sum_gx[ch] = T(sgx);
+    double s = 0;
+    for (std::int64_t k = 0; k < per_channel; ++k) s += part[ch * per_channel + k];
+    out[ch] = T(s * scale);
   }
 };
 }  // namespace cuda_detail
@@ -155,19 +184,44 @@ struct norm<cuda> {
   template <class T>
   static void layer_norm_param_grads(const T* g, const T* x, const T* mean, const T* rstd, T* ggamma, T* gbeta,
                                      std::int64_t rows, std::int64_t n) {
+    if (n == 0) return;
+    const std::int64_t chunks = rows > 0 ? (rows + cuda_detail::norm_chunk - 1) / cuda_detail::norm_chunk : 0;
+    thrust::device_vector<double> pg(static_cast<std::size_t>(chunks * n)), ph(static_cast<std::size_t>(chunks * n));
+    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(chunks * n),
+                     cuda_detail::layer_norm_param_partial_fn<T>{g, x, mean, rstd, thrust::raw_pointer_cast(pg.data()),
+                                                                 thrust::raw_pointer_cast(ph.data()), rows, n});
     thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(n),
-                     cuda_detail::layer_norm_param_fn<T>{g, x, mean, rstd, ggamma, gbeta, rows, n});
+                     cuda_detail::layer_norm_param_final_fn<T>{thrust::raw_pointer_cast(pg.data()),
+                                                               thrust::raw_pointer_cast(ph.data()), ggamma, gbeta,
+                                                               chunks, n});
   }
   template <class T>
   static void channel_moments(const T* x, T* mean, T* var, std::int64_t n, std::int64_t c, std::int64_t hw) {
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(c),
-                     cuda_detail::channel_moments_fn<T>{x, mean, var, n, c, hw});
+    if (c == 0) return;
+    const std::int64_t chunks = (hw + cuda_detail::norm_chunk - 1) / cuda_detail::norm_chunk;
+    const std::int64_t per = n * chunks, items = c * per;
+    const double inv = 1.0 / double(n * hw);
+    thrust::device_vector<double> part(static_cast<std::size_t>(items));
+    double* pp = thrust::raw_pointer_cast(part.data());
+    auto first = thrust::counting_iterator<std::int64_t>(0);
+    thrust::for_each(first, first + items, cuda_detail::channel_partial_fn<T>{x, nullptr, nullptr, false, pp, nullptr, n, c, hw, chunks});
+    thrust::for_each(first, first + c, cuda_detail::channel_final_fn<T>{pp, mean, per, inv});
+    thrust::for_each(first, first + items, cuda_detail::channel_partial_fn<T>{x, nullptr, mean, true, pp, nullptr, n, c, hw, chunks});
+    thrust::for_each(first, first + c, cuda_detail::channel_final_fn<T>{pp, var, per, inv});
   }
   template <class T>
   static void channel_grad_sums(const T* g, const T* x, const T* mean, T* sum_g, T* sum_gx, std::int64_t n,
                                 std::int64_t c, std::int64_t hw) {
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(c),
-                     cuda_detail::channel_grad_sums_fn<T>{g, x, mean, sum_g, sum_gx, n, c, hw});
+    if (c == 0) return;
+    const std::int64_t chunks = (hw + cuda_detail::norm_chunk - 1) / cuda_detail::norm_chunk;
+    const std::int64_t per = n * chunks, items = c * per;
+    thrust::device_vector<double> pa(static_cast<std::size_t>(items)), pb(static_cast<std::size_t>(items));
+    double* ppa = thrust::raw_pointer_cast(pa.data());
+    double* ppb = thrust::raw_pointer_cast(pb.data());
+    auto first = thrust::counting_iterator<std::int64_t>(0);
+    thrust::for_each(first, first + items, cuda_detail::channel_partial_fn<T>{g, x, mean, false, ppa, ppb, n, c, hw, chunks});
+    thrust::for_each(first, first + c, cuda_detail::channel_final_fn<T>{ppa, sum_g, per, 1.0});
+    thrust::for_each(first, first + c, cuda_detail::channel_final_fn<T>{ppb, sum_gx, per, 1.0});
   }
 };
 
