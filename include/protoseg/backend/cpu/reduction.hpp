@@ -2,10 +2,13 @@
 /// \file reduction.hpp
 /// cpu reductions along the middle axis of an (outer, n, inner) view.
 
+#include <Eigen/Core>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "protoseg/backend/cpu/parallel.hpp"
+#include "protoseg/backend/functors.hpp"
 #include "protoseg/backend/primitives.hpp"
 
 namespace protoseg::backend {
@@ -16,6 +19,14 @@ struct reduction<cpu> {
   template <class T, class F>
   static void reduce(const T* in, T* out, std::int64_t outer, std::int64_t n, std::int64_t inner,
                      T init, F f) {
+    if constexpr (std::is_same_v<F, fn::plus> && std::is_floating_point_v<T>) {
+      if (inner == 1) {  // contiguous rows: Eigen's vectorised sum (reassociated)
+        using array = Eigen::Array<T, Eigen::Dynamic, 1>;
+        PROTOSEG_OMP_FOR(outer * n)
+        for (std::int64_t o = 0; o < outer; ++o) out[o] = init + Eigen::Map<const array>(in + o * n, n).sum();
+        return;
+      }
+    }
     if (inner == 1) {
       PROTOSEG_OMP_FOR(outer * n * inner)
       for (std::int64_t o = 0; o < outer; ++o) {
