@@ -1,0 +1,123 @@
+#pragma once
+/// \file prototype.hpp
+/// ProtoSeg's prototype losses (Zhou et al., CVPR 2022, Sec. 3.3):
+/// the pixel-prototype contrastive loss PPC (Eq. 12) and the pixel-prototype
+/// distance loss PPD (Eq. 13), on the (N, C * M) cosine scores of every
+/// pixel against every prototype and the prototype targets
+/// (class * M + assigned prototype, or the ignore label).
+///
+/// CPU policy only: both read the targets on the host.
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "protoseg/autograd/variable.hpp"
+#include "protoseg/loss/cross_entropy.hpp"
+#include "protoseg/ops/arithmetic.hpp"
+
+namespace protoseg {
+
+/// Options of `ppc_loss`.
+struct ppc_options {
+  /// Targets equal to this value contribute nothing (the published code's
+  /// ignore label, 255).
+  std::int64_t ignore_index = 255;
+  /// Temperature tau of Eq. 12: the scores are divided by it. The paper
+  /// writes exp(s / tau) with tau = 0.1; the published code feeds the raw
+  /// cosine scores to cross-entropy, i.e. tau = 1 (the default here).
+  double temperature = 1.0;
+};
+
+/// Options of `ppd_loss`.
+struct ppd_options {
+  std::int64_t ignore_index = 255;
+};
+
+namespace loss_detail {
+
+template <class T, class P>
+void check_prototype_inputs(const variable<T, P>& logits, const tensor<std::int64_t, P>& targets,
+                            std::int64_t ignore_index, const char* who) {
+  static_assert(std::is_same_v<P, cpu>, "protoseg: the prototype losses are implemented for the cpu policy");
+  if (!logits.defined()) detail::fail<value_error>(who, ": proto_logits is undefined");
+  if (logits.rank() != 2 || logits.shape()[1] < 1)
+    detail::fail<shape_error>(who, ": proto_logits must be (N, C * M) with C * M >= 1, got ", logits.shape());
+  targets.require_defined(who);
+  if (!(targets.shape() == shape{logits.shape()[0]}))
+    detail::fail<shape_error>(who, ": proto_targets have shape ", targets.shape(), ", expected (", logits.shape()[0],
+                              ",) for proto_logits of shape ", logits.shape());
+  const std::int64_t K = logits.shape()[1];
+  const std::int64_t* t = targets.data();
+  for (std::int64_t n = 0; n < targets.numel(); ++n)
+    if (t[n] != ignore_index && (t[n] < 0 || t[n] >= K))
+      detail::fail<value_error>(who, ": proto_targets[", n, "] is ", t[n], ", expected a prototype id in [0, ", K,
+                                ") or the ignore index ", ignore_index);
+}
+
+template <class T, class P>
+struct ppd_fn {
+  static constexpr const char* name = "ppd_loss";
+  shape in;
+  tensor<std::int64_t, P> targets;
+  tensor<T, P> picked;  // the target score of every pixel (unused where ignored)
+  std::int64_t ignore_index, count;
+  std::vector<tensor<T, P>> backward(const tensor<T, P>& g) {
+    auto gx = zeros<T, P>(in);
+    if (count == 0) return {gx};
+    const std::int64_t N = in[0], K = in[1];
+    const T scale = g.item() * T(-2) / static_cast<T>(count);
+    const std::int64_t* t = targets.data();
+    for (std::int64_t n = 0; n < N; ++n)
+      if (t[n] != ignore_index) gx.data()[n * K + t[n]] = scale * (T(1) - picked.data()[n]);
+    return {gx};
+  }
+};
+
+}  // namespace loss_detail
+
+/// PPC (Eq. 12, published `PPC`): cross-entropy of the prototype scores
+/// `proto_logits` (N, C * M), divided by options.temperature, against the
+/// prototype targets (N, int64; class * M + prototype index, or the ignore
+/// index), averaged over the non-ignored pixels. 0 when all are ignored.
+template <class T, class P>
+variable<T, P> ppc_loss(const variable<T, P>& proto_logits, const tensor<std::int64_t, P>& proto_targets,
+                        const ppc_options& opt = {}) {
+  loss_detail::check_prototype_inputs(proto_logits, proto_targets, opt.ignore_index, "ppc_loss");
+  if (!(opt.temperature > 0) || !std::isfinite(opt.temperature))
+    detail::fail<value_error>("ppc_loss: temperature is ", opt.temperature, ", expected a finite value > 0");
+  cross_entropy_options<T, P> ce;
+  ce.ignore_index = opt.ignore_index;
+  if (opt.temperature == 1.0) return cross_entropy(proto_logits, proto_targets, ce);
+  return cross_entropy(proto_logits / static_cast<T>(opt.temperature), proto_targets, ce);
+}
+
+/// PPD (Eq. 13, published `PPD`): mean over the non-ignored pixels of
+/// (1 - s_n)^2, where s_n is the pixel's score against its assigned
+/// prototype (the cosine, since embeddings and prototypes are unit vectors).
+/// 0 with zero gradient when every pixel is ignored (PyTorch gives NaN).
+template <class T, class P>
+variable<T, P> ppd_loss(const variable<T, P>& proto_logits, const tensor<std::int64_t, P>& proto_targets,
+                        const ppd_options& opt = {}) {
+  loss_detail::check_prototype_inputs(proto_logits, proto_targets, opt.ignore_index, "ppd_loss");
+  const std::int64_t N = proto_logits.shape()[0], K = proto_logits.shape()[1];
+  auto picked = zeros<T, P>({N});
+  const T* x = proto_logits.value().data();
+  const std::int64_t* t = proto_targets.data();
+  double acc = 0;
+  std::int64_t count = 0;
+  for (std::int64_t n = 0; n < N; ++n) {
+    if (t[n] == opt.ignore_index) continue;
+    const T s = x[n * K + t[n]];
+    picked.data()[n] = s;
+    acc += double(T(1) - s) * double(T(1) - s);
+    ++count;
+  }
+  const T loss = count > 0 ? static_cast<T>(acc / static_cast<double>(count)) : T(0);
+  return detail::record(full<T, P>(shape{}, loss),
+                        loss_detail::ppd_fn<T, P>{proto_logits.shape(), proto_targets, picked, opt.ignore_index, count},
+                        proto_logits);
+}
+
+}  // namespace protoseg

@@ -1,0 +1,307 @@
+#pragma once
+/// \file head.hpp
+/// The ProtoSeg head (Zhou et al., CVPR 2022, Sec. 3): pixel embeddings from
+/// a projection head, LayerNorm and L2 normalisation; non-learnable
+/// prototypes P (C x M x D, a buffer, kept unit-norm); cosine scores
+/// s = c . P^T (N x C x M); class logits = LayerNorm over C of the max over
+/// each class's M prototypes (Eq. 4 and the published `mask_norm`). In
+/// training with labels, the prototype step (proto/step.hpp) clusters every
+/// class's pixels in one segmented Sinkhorn pass, momentum-updates P and
+/// gives the prototype targets of PPC / PPD.
+///
+/// Also `softmax_head`, the parametric 1x1-conv classifier it replaces
+/// (SegFormer's `linear_pred`), for comparison.
+///
+/// CPU policy only (the prototype step and losses run on the host).
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "protoseg/autograd/grad_mode.hpp"
+#include "protoseg/models/module_list.hpp"
+#include "protoseg/nn/conv.hpp"
+#include "protoseg/nn/dropout.hpp"
+#include "protoseg/nn/norm.hpp"
+#include "protoseg/ops/layout.hpp"
+#include "protoseg/ops/matmul.hpp"
+#include "protoseg/ops/reduction.hpp"
+#include "protoseg/ops/softmax.hpp"
+#include "protoseg/ops/unary.hpp"
+#include "protoseg/proto/step.hpp"
+
+namespace protoseg::proto {
+
+/// Options of `prototype_head`; the constants default to the published code.
+struct prototype_head_options {
+  /// Channels E of the decoder features the head reads.
+  std::int64_t in_channels = 0;
+  /// Number of classes C.
+  std::int64_t num_classes = 0;
+  /// Prototypes per class M (published `num_prototype`, 10).
+  std::int64_t num_prototypes = 10;
+  /// Embedding width D (0: in_channels, as the published SegFormer variant).
+  std::int64_t proj_dim = 0;
+  /// L2-normalise the projection output before the feature LayerNorm, as
+  /// openseg's ProjectionHead does; the PyTorch peer (mit_torch.py) does
+  /// not, and neither does the default.
+  bool normalize_projection = false;
+  /// Sinkhorn rounds, kappa, momentum gamma, Gumbel sampling: see step_options.
+  int sinkhorn_iterations = 3;
+  double kappa = 0.05;
+  double gamma = 0.999;
+  bool gumbel = false;
+  /// Update the prototypes in training (published `update_prototype`).
+  bool update_prototypes = true;
+  /// Label of pixels that take no part (mmsegmentation's 255).
+  std::int64_t ignore_index = 255;
+  /// Standard deviation of the truncated-normal prototype initialisation
+  /// (published trunc_normal_(std=0.02)), truncated at 2 std.
+  double init_std = 0.02;
+  /// LayerNorm eps of the feature and class norms (nn.LayerNorm default).
+  double norm_eps = 1e-5;
+  /// Seed of the parameter / prototype initialisation and of the Gumbel noise.
+  std::uint64_t seed = 0;
+};
+
+/// What `prototype_head::forward` returns. N = B * H * W pixels in (b, h, w)
+/// order.
+template <class T, class P = cpu>
+struct prototype_output {
+  /// Class logits (B, C, H, W) at the feature resolution.
+  variable<T, P> logits;
+  /// Cosine scores against every prototype (N, C * M), class-major: column
+  /// k * M + m is prototype m of class k (the published `contrast_logits`).
+  variable<T, P> proto_logits;
+  /// Unit pixel embeddings (N, D).
+  variable<T, P> embeddings;
+  /// Prototype targets (N, int64): class * M + assigned prototype, or
+  /// `target_ignore_index`; undefined unless the step ran (training with labels).
+  tensor<std::int64_t, P> proto_targets;
+  /// The ignore value of proto_targets: options.ignore_index unless that is
+  /// a valid prototype id (ignore 255 with C * M > 255), then -1 (the
+  /// published code would silently drop prototype 255 there).
+  std::int64_t target_ignore_index = 255;
+  /// Labels at the feature resolution (B, H, W) the step used (nearest).
+  tensor<std::int64_t, P> labels;
+  /// Correctly classified labelled pixels that fed the prototype update.
+  std::int64_t correct = 0;
+};
+
+namespace detail {
+
+/// Nearest-neighbour resize of int64 labels (B, H, W) to (B, oh, ow), as
+/// F.interpolate(mode='nearest') on the labels (scale in float, as ATen).
+inline tensor<std::int64_t> nearest_labels(const tensor<std::int64_t>& labels, std::int64_t oh, std::int64_t ow) {
+  const std::int64_t b = labels.shape()[0], h = labels.shape()[1], w = labels.shape()[2];
+  if (h == oh && w == ow) return labels;
+  auto out = tensor<std::int64_t>::empty({b, oh, ow});
+  const float sh = static_cast<float>(h) / static_cast<float>(oh), sw = static_cast<float>(w) / static_cast<float>(ow);
+  for (std::int64_t i = 0; i < b; ++i)
+    for (std::int64_t y = 0; y < oh; ++y) {
+      const std::int64_t sy = std::min(static_cast<std::int64_t>(std::floor(static_cast<float>(y) * sh)), h - 1);
+      for (std::int64_t x = 0; x < ow; ++x) {
+        const std::int64_t sx = std::min(static_cast<std::int64_t>(std::floor(static_cast<float>(x) * sw)), w - 1);
+        out.data()[(i * oh + y) * ow + x] = labels.data()[(i * h + sy) * w + sx];
+      }
+    }
+  return out;
+}
+
+/// Rows of x (R, D) divided by max(||row||, 1e-12), in place.
+template <class T>
+void normalize_rows(tensor<T> x) {
+  const std::int64_t D = x.shape()[x.rank() - 1], R = x.numel() / D;
+  T* p = x.data();
+  for (std::int64_t r = 0; r < R; ++r) {
+    T s = 0;
+    for (std::int64_t d = 0; d < D; ++d) s += p[r * D + d] * p[r * D + d];
+    const T inv = T(1) / std::max(std::sqrt(s), T(1e-12));
+    for (std::int64_t d = 0; d < D; ++d) p[r * D + d] *= inv;
+  }
+}
+
+}  // namespace detail
+
+/// The published `ProjectionHead(proj='convmlp')`: conv1x1 -> BatchNorm ->
+/// ReLU -> conv1x1, parameters `proj.0`, `proj.1.0` (the BN of BNReLU), `proj.2`.
+template <class T, class P = cpu>
+class projection_head : public nn::module<T, P> {
+ public:
+  using variable_type = variable<T, P>;
+  projection_head(std::int64_t in_channels, std::int64_t out_channels, generator& gen) {
+    proj = this->register_module("proj", std::make_shared<models::module_list<T, P>>());
+    conv1 = proj->push_back(std::make_shared<nn::conv2d<T, P>>(
+        nn::conv2d_options{.in_channels = in_channels, .out_channels = in_channels}, gen));
+    auto bn_relu = proj->push_back(std::make_shared<models::module_list<T, P>>());
+    bn = bn_relu->push_back(std::make_shared<nn::batch_norm2d<T, P>>(nn::batch_norm_options{in_channels}));
+    conv2 = proj->push_back(std::make_shared<nn::conv2d<T, P>>(
+        nn::conv2d_options{.in_channels = in_channels, .out_channels = out_channels}, gen));
+  }
+  std::string type_name() const override { return "ProjectionHead"; }
+  /// x (B, E, H, W) -> (B, D, H, W).
+  variable_type forward(const variable_type& x) const { return conv2->forward(relu(bn->forward(conv1->forward(x)))); }
+
+  std::shared_ptr<models::module_list<T, P>> proj;
+  std::shared_ptr<nn::conv2d<T, P>> conv1, conv2;
+  std::shared_ptr<nn::batch_norm2d<T, P>> bn;
+};
+
+/// The ProtoSeg head. Children `proj_head`, `feat_norm` (LayerNorm D),
+/// `mask_norm` (LayerNorm C); buffer `prototypes` (C, M, D).
+template <class T, class P = cpu>
+class prototype_head : public nn::module<T, P> {
+  static_assert(std::is_same_v<P, cpu>, "protoseg::proto::prototype_head: implemented for the cpu policy");
+
+ public:
+  using variable_type = variable<T, P>;
+  using tensor_type = tensor<T, P>;
+
+  explicit prototype_head(const prototype_head_options& opt) : opt_(opt), gen_(opt.seed) {
+    const char* who = "prototype_head";
+    nn::detail_init::require_positive(opt.in_channels, who, "in_channels");
+    nn::detail_init::require_positive(opt.num_classes, who, "num_classes");
+    nn::detail_init::require_positive(opt.num_prototypes, who, "num_prototypes");
+    if (opt.proj_dim < 0) ::protoseg::detail::fail<value_error>(who, ": proj_dim is ", opt.proj_dim, ", expected >= 0");
+    if (opt.sinkhorn_iterations < 1)
+      ::protoseg::detail::fail<value_error>(who, ": sinkhorn_iterations is ", opt.sinkhorn_iterations, ", expected >= 1");
+    if (!(opt.kappa > 0) || !std::isfinite(opt.kappa))
+      ::protoseg::detail::fail<value_error>(who, ": kappa is ", opt.kappa, ", expected a finite value > 0");
+    if (!(opt.gamma >= 0 && opt.gamma <= 1))
+      ::protoseg::detail::fail<value_error>(who, ": gamma is ", opt.gamma, ", expected a momentum in [0, 1]");
+    if (!(opt.init_std > 0))
+      ::protoseg::detail::fail<value_error>(who, ": init_std is ", opt.init_std, ", expected > 0");
+    dim_ = opt.proj_dim > 0 ? opt.proj_dim : opt.in_channels;
+    const std::int64_t K = opt.num_classes * opt.num_prototypes;
+    target_ignore_ = (opt.ignore_index >= 0 && opt.ignore_index < K) ? -1 : opt.ignore_index;
+    proj_head = this->register_module("proj_head", std::make_shared<projection_head<T, P>>(opt.in_channels, dim_, gen_));
+    feat_norm = this->register_module("feat_norm",
+                                      std::make_shared<nn::layer_norm<T, P>>(nn::layer_norm_options{dim_, opt.norm_eps}));
+    mask_norm = this->register_module(
+        "mask_norm", std::make_shared<nn::layer_norm<T, P>>(nn::layer_norm_options{opt.num_classes, opt.norm_eps}));
+    std::vector<T> init(static_cast<std::size_t>(K * dim_));
+    for (auto& v : init) {
+      double z = gen_.normal();
+      while (std::abs(z) > 2.0) z = gen_.normal();
+      v = static_cast<T>(z * opt.init_std);
+    }
+    prototypes = this->register_buffer(
+        "prototypes", tensor_type::from_vector(init, {opt.num_classes, opt.num_prototypes, dim_}));
+  }
+  std::string type_name() const override { return "ProtoSegHead"; }
+  const prototype_head_options& options() const noexcept { return opt_; }
+  /// Embedding width D.
+  std::int64_t embedding_dim() const noexcept { return dim_; }
+  /// The generator of the Gumbel noise (to reseed it).
+  generator& gen() noexcept { return gen_; }
+
+  /// features (B, in_channels, H, W); labels (B, H', W') int64, optional,
+  /// resized to (H, W) by nearest neighbour when they differ. The prototype
+  /// step runs (and updates `prototypes`) only in training with labels.
+  prototype_output<T, P> forward(const variable_type& features, const tensor<std::int64_t, P>& labels = {}) {
+    const char* who = "prototype_head";
+    if (!features.defined() || features.rank() != 4 || features.shape()[1] != opt_.in_channels)
+      ::protoseg::detail::fail<shape_error>(who, ": features must be (B, ", opt_.in_channels, ", H, W), got ",
+                                            features.defined() ? features.shape().str() : std::string("undefined"));
+    const std::int64_t B = features.shape()[0], H = features.shape()[2], W = features.shape()[3];
+    const std::int64_t N = B * H * W, C = opt_.num_classes, M = opt_.num_prototypes;
+    if (labels.defined() && (labels.rank() != 3 || labels.shape()[0] != B))
+      ::protoseg::detail::fail<shape_error>(who, ": labels must be (", B, ", H, W) int64, got ", labels.shape());
+
+    auto x = proj_head->forward(features);
+    if (opt_.normalize_projection) x = l2_normalize(x, 1);
+    auto c = reshape(permute(x, {0, 2, 3, 1}), {N, dim_});
+    c = l2_normalize(feat_norm->forward(c), 1);
+    detail::normalize_rows(prototypes);  // published: prototypes.data.copy_(l2_normalize(prototypes))
+    // A copy: the step below updates the buffer in place, and the backward
+    // of the scores must see the prototypes the forward used.
+    const variable_type protos(prototypes.reshape({C * M, dim_}).clone(), false);
+
+    prototype_output<T, P> out;
+    out.target_ignore_index = target_ignore_;
+    out.embeddings = c;
+    out.proto_logits = matmul(c, protos, false, true);  // (N, C * M)
+    auto seg = mask_norm->forward(max(reshape(out.proto_logits, {N, C, M}), 2));
+    out.logits = permute(reshape(seg, {B, H, W, C}), {0, 3, 1, 2});
+
+    if (this->is_training() && labels.defined()) {
+      out.labels = detail::nearest_labels(labels, H, W);
+      step_options so;
+      so.sinkhorn_iterations = opt_.sinkhorn_iterations;
+      so.kappa = opt_.kappa;
+      so.gamma = opt_.gamma;
+      so.ignore_index = opt_.ignore_index;
+      so.target_ignore_index = target_ignore_;
+      so.update_prototypes = opt_.update_prototypes;
+      so.gumbel = opt_.gumbel;
+      so.gen = &gen_;
+      no_grad guard;
+      auto r = prototype_step(c.value(), out.proto_logits.value().reshape({N, C, M}), seg.value(),
+                              out.labels.reshape({N}), prototypes, so);
+      out.proto_targets = r.targets;
+      out.correct = r.correct;
+    }
+    return out;
+  }
+  prototype_output<T, P> operator()(const variable_type& f, const tensor<std::int64_t, P>& labels = {}) {
+    return forward(f, labels);
+  }
+
+  std::shared_ptr<projection_head<T, P>> proj_head;
+  std::shared_ptr<nn::layer_norm<T, P>> feat_norm, mask_norm;
+  tensor_type prototypes;  ///< (C, M, D) buffer, no gradient
+
+ private:
+  prototype_head_options opt_;
+  generator gen_;
+  std::int64_t dim_ = 0;
+  std::int64_t target_ignore_ = 255;
+};
+
+/// Options of `softmax_head`.
+struct softmax_head_options {
+  std::int64_t in_channels = 0;
+  std::int64_t num_classes = 0;
+  /// Dropout2d before the classifier (SegFormer's dropout_ratio 0.1).
+  double dropout = 0.1;
+  std::uint64_t seed = 0;
+};
+
+/// The parametric baseline: Dropout2d and a 1x1 conv classifier, as
+/// SegFormer's decode head ends (`dropout`, `linear_pred`).
+template <class T, class P = cpu>
+class softmax_head : public nn::module<T, P> {
+ public:
+  using variable_type = variable<T, P>;
+  explicit softmax_head(const softmax_head_options& opt) : opt_(opt) {
+    nn::detail_init::require_positive(opt.in_channels, "softmax_head", "in_channels");
+    nn::detail_init::require_positive(opt.num_classes, "softmax_head", "num_classes");
+    generator gen(opt.seed);
+    dropout = this->register_module("dropout",
+                                    std::make_shared<nn::dropout2d<T, P>>(nn::dropout_options{opt.dropout, opt.seed}));
+    linear_pred = this->register_module(
+        "linear_pred", std::make_shared<nn::conv2d<T, P>>(
+                           nn::conv2d_options{.in_channels = opt.in_channels, .out_channels = opt.num_classes}, gen));
+  }
+  std::string type_name() const override { return "SoftmaxHead"; }
+  const softmax_head_options& options() const noexcept { return opt_; }
+  /// features (B, in_channels, H, W) -> class logits (B, C, H, W).
+  variable_type forward(const variable_type& features) {
+    if (!features.defined() || features.rank() != 4 || features.shape()[1] != opt_.in_channels)
+      ::protoseg::detail::fail<shape_error>("softmax_head: features must be (B, ", opt_.in_channels, ", H, W), got ",
+                                            features.defined() ? features.shape().str() : std::string("undefined"));
+    return linear_pred->forward(dropout->forward(features));
+  }
+  variable_type operator()(const variable_type& f) { return forward(f); }
+
+  std::shared_ptr<nn::dropout2d<T, P>> dropout;
+  std::shared_ptr<nn::conv2d<T, P>> linear_pred;
+
+ private:
+  softmax_head_options opt_;
+};
+
+}  // namespace protoseg::proto

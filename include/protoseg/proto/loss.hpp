@@ -1,0 +1,77 @@
+#pragma once
+/// \file loss.hpp
+/// ProtoSeg's training objective (Eq. 14, the published
+/// `PixelPrototypeCELoss`): cross-entropy of the class logits upsampled to
+/// the label resolution, plus lambda_1 PPC plus lambda_2 PPD on the
+/// prototype scores and targets of the prototype head.
+
+#include <cstdint>
+
+#include "protoseg/loss/cross_entropy.hpp"
+#include "protoseg/loss/prototype.hpp"
+#include "protoseg/nn/functional.hpp"
+#include "protoseg/proto/head.hpp"
+
+namespace protoseg::proto {
+
+/// Weights and settings of the objective, with the published defaults.
+struct loss_options {
+  /// lambda_1 of Eq. 14 (published `loss_ppc_weight`).
+  double ppc_weight = 0.01;
+  /// lambda_2 of Eq. 14 (published `loss_ppd_weight`).
+  double ppd_weight = 0.001;
+  /// Label ignored by the cross-entropy.
+  std::int64_t ignore_index = 255;
+  /// Temperature of PPC (see ppc_options: 1 in the published code).
+  double ppc_temperature = 1.0;
+  /// Bilinear upsampling of the logits to the labels: align_corners as
+  /// mmsegmentation's SegFormer (false) or openseg's loss (true).
+  bool align_corners = false;
+};
+
+/// The terms of the objective; ppc / ppd are undefined when the head did
+/// not produce targets (evaluation, or no labels).
+template <class T, class P = cpu>
+struct loss_terms {
+  variable<T, P> total, ce, ppc, ppd;
+};
+
+/// CE(upsample(logits), labels) + ppc_weight PPC + ppd_weight PPD.
+/// `logits` (B, C, h, w) are resized (bilinear) to the labels (B, H, W).
+template <class T, class P>
+loss_terms<T, P> segmentation_loss(const variable<T, P>& logits, const tensor<std::int64_t, P>& labels,
+                                   const loss_options& opt = {}) {
+  labels.require_defined("segmentation_loss");
+  if (!logits.defined() || logits.rank() != 4)
+    ::protoseg::detail::fail<shape_error>("segmentation_loss: logits must be (B, C, H, W), got ",
+                                          logits.defined() ? logits.shape().str() : std::string("undefined"));
+  if (labels.rank() != 3 || labels.shape()[0] != logits.shape()[0])
+    ::protoseg::detail::fail<shape_error>("segmentation_loss: labels must be (", logits.shape()[0],
+                                          ", H, W) int64, got ", labels.shape());
+  const std::int64_t H = labels.shape()[1], W = labels.shape()[2];
+  auto up = (logits.shape()[2] == H && logits.shape()[3] == W)
+                ? logits
+                : nn::functional::interpolate(logits, H, W,
+                                              nn::interpolate_options{backend::resize_mode::bilinear, opt.align_corners});
+  cross_entropy_options<T, P> ce;
+  ce.ignore_index = opt.ignore_index;
+  loss_terms<T, P> t;
+  t.ce = cross_entropy(up, labels, ce);
+  t.total = t.ce;
+  return t;
+}
+
+/// The full ProtoSeg objective (Eq. 14) for the output of `prototype_head`.
+template <class T, class P>
+loss_terms<T, P> protoseg_loss(const prototype_output<T, P>& out, const tensor<std::int64_t, P>& labels,
+                               const loss_options& opt = {}) {
+  auto t = segmentation_loss(out.logits, labels, opt);
+  if (!out.proto_targets.defined()) return t;
+  t.ppc = ppc_loss(out.proto_logits, out.proto_targets,
+                   ppc_options{.ignore_index = out.target_ignore_index, .temperature = opt.ppc_temperature});
+  t.ppd = ppd_loss(out.proto_logits, out.proto_targets, ppd_options{.ignore_index = out.target_ignore_index});
+  t.total = t.ce + t.ppc * static_cast<T>(opt.ppc_weight) + t.ppd * static_cast<T>(opt.ppd_weight);
+  return t;
+}
+
+}  // namespace protoseg::proto

@@ -1,0 +1,182 @@
+#pragma once
+/// \file step.hpp
+/// The prototype learning step of ProtoSeg (Zhou et al., CVPR 2022,
+/// Sec. 3.2; the published `prototype_learning`), for all classes in one
+/// segmented pass: pixels are sorted by class into CSR rows, one segmented
+/// Sinkhorn-Knopp call (supplementary Algorithm 1 per class, Eq. 9) assigns
+/// each class's pixels to that class's M prototypes, the hard assignment
+/// gives the prototype targets of PPC / PPD, and the prototypes move towards
+/// the L2-normalised mean of the correctly classified pixels assigned to
+/// them (momentum gamma, Eq. 10), then are re-normalised.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "protoseg/error.hpp"
+#include "protoseg/ot/assignment.hpp"
+#include "protoseg/ot/segmented.hpp"
+#include "protoseg/tensor/tensor.hpp"
+
+namespace protoseg::proto {
+
+/// Constants of the prototype step, with the published defaults.
+struct step_options {
+  /// Sinkhorn-Knopp rounds (Algorithm 1 `iters`).
+  int sinkhorn_iterations = 3;
+  /// kappa of Eq. 9 (the published `epsilon`).
+  double kappa = 0.05;
+  /// Momentum of the prototype update (Eq. 10): P = gamma P + (1 - gamma) f.
+  double gamma = 0.999;
+  /// Labels equal to this are skipped (no target, no update).
+  std::int64_t ignore_index = 255;
+  /// Value written to the targets of ignored pixels (see prototype_head).
+  std::int64_t target_ignore_index = 255;
+  /// Move the prototypes (the published `update_prototype`); off still
+  /// gives the targets.
+  bool update_prototypes = true;
+  /// Pick the prototype used for the momentum update by Gumbel sampling of
+  /// the Sinkhorn assignment, as the published code's
+  /// gumbel_softmax(Q, tau=0.5, hard=True); off: its argmax. The targets are
+  /// the argmax in both cases, as in the published code.
+  bool gumbel = false;
+  /// Generator of the Gumbel noise (required when gumbel is on).
+  generator* gen = nullptr;
+};
+
+/// What the step returns: the prototype target of every pixel (int64, N;
+/// class * M + assigned prototype, or target_ignore_index), how many pixels
+/// were correct (fed the update), and the Sinkhorn rounds run.
+struct step_result {
+  tensor<std::int64_t> targets;
+  std::int64_t correct = 0;
+  int sinkhorn_iterations = 0;
+};
+
+/// The prototype step (published `prototype_learning`, all classes in one
+/// segmented pass). `embeddings` (N, D) unit pixel embeddings, `scores`
+/// (N, C, M) their cosines to the prototypes, `class_logits` (N, C) whose
+/// argmax is the prediction, `labels` (N, int64) in [0, C) or the ignore
+/// index, `prototypes` (C, M, D) updated in place when
+/// options.update_prototypes. Pixels of class k are clustered with the
+/// Sinkhorn over their scores against k's prototypes; pixels whose
+/// prediction equals the label (published `mask = gt == pred`) feed the
+/// update.
+template <class T>
+step_result prototype_step(const tensor<T>& embeddings, const tensor<T>& scores, const tensor<T>& class_logits,
+                           const tensor<std::int64_t>& labels, tensor<T> prototypes, const step_options& o = {}) {
+  constexpr const char* who = "prototype_step";
+  if (!prototypes.defined() || prototypes.rank() != 3)
+    detail::fail<shape_error>(who, ": prototypes must be (C, M, D), got ",
+                              prototypes.defined() ? prototypes.shape().str() : std::string("undefined"));
+  const std::int64_t C = prototypes.shape()[0], M = prototypes.shape()[1], D = prototypes.shape()[2];
+  if (!embeddings.defined() || embeddings.rank() != 2 || embeddings.shape()[1] != D)
+    detail::fail<shape_error>(who, ": embeddings must be (N, ", D, "), got ",
+                              embeddings.defined() ? embeddings.shape().str() : std::string("undefined"));
+  const std::int64_t N = embeddings.shape()[0];
+  if (!scores.defined() || !(scores.shape() == shape{N, C, M}))
+    detail::fail<shape_error>(who, ": scores must be (", N, ", ", C, ", ", M, "), got ",
+                              scores.defined() ? scores.shape().str() : std::string("undefined"));
+  if (!class_logits.defined() || !(class_logits.shape() == shape{N, C}))
+    detail::fail<shape_error>(who, ": class_logits must be (", N, ", ", C, "), got ",
+                              class_logits.defined() ? class_logits.shape().str() : std::string("undefined"));
+  if (!labels.defined() || !(labels.shape() == shape{N}))
+    detail::fail<shape_error>(who, ": labels must be (", N, ",), got ",
+                              labels.defined() ? labels.shape().str() : std::string("undefined"));
+  if (!(o.gamma >= 0 && o.gamma <= 1))
+    detail::fail<value_error>(who, ": options.gamma is ", o.gamma, ", expected a momentum in [0, 1]");
+  if (o.gumbel && o.gen == nullptr)
+    detail::fail<value_error>(who, ": options.gen is nullptr, expected a seeded generator for Gumbel sampling");
+
+  // Class sizes and CSR offsets (a counting sort of the labelled pixels).
+  const std::int64_t* lab = labels.data();
+  std::vector<std::int64_t> count(static_cast<std::size_t>(C) + 1, 0);
+  for (std::int64_t n = 0; n < N; ++n) {
+    const std::int64_t k = lab[n];
+    if (k == o.ignore_index) continue;
+    if (k < 0 || k >= C)
+      detail::fail<value_error>(who, ": labels[", n, "] is ", k, ", expected a class id in [0, ", C,
+                                ") or the ignore index ", o.ignore_index);
+    ++count[static_cast<std::size_t>(k) + 1];
+  }
+  auto offsets = tensor<std::int64_t>::empty({C + 1});
+  std::int64_t* off = offsets.data();
+  off[0] = 0;
+  for (std::int64_t k = 0; k < C; ++k) off[k + 1] = off[k] + count[static_cast<std::size_t>(k) + 1];
+  const std::int64_t R = off[C];
+
+  step_result res;
+  res.targets = tensor<std::int64_t>::empty({N});
+  std::int64_t* tgt = res.targets.data();
+  std::fill(tgt, tgt + N, o.target_ignore_index);
+  if (R == 0) return res;
+
+  // Gather each labelled pixel's scores against its own class's prototypes.
+  std::vector<std::int64_t> order(static_cast<std::size_t>(R));
+  {
+    std::vector<std::int64_t> next(off, off + C);
+    for (std::int64_t n = 0; n < N; ++n)
+      if (lab[n] != o.ignore_index) order[static_cast<std::size_t>(next[static_cast<std::size_t>(lab[n])]++)] = n;
+  }
+  auto block = tensor<T>::empty({R, M});
+  const T* s = scores.data();
+  for (std::int64_t r = 0; r < R; ++r) {
+    const std::int64_t n = order[static_cast<std::size_t>(r)];
+    std::copy_n(s + (n * C + lab[n]) * M, M, block.data() + r * M);
+  }
+  ot::sinkhorn_options so;
+  so.iterations = o.sinkhorn_iterations;
+  so.kappa = o.kappa;
+  auto q = ot::segmented_sinkhorn(block, offsets, block, so);
+  res.sinkhorn_iterations = q.iterations;
+  ot::assignment_options ao;
+  ao.prototype_axis = 1;
+  ao.mode = o.gumbel ? ot::sampling::gumbel : ot::sampling::argmax;
+  ao.gen = o.gen;
+  auto hard = ot::harden(q.assignment, ao);
+  const std::int64_t* idx = hard.index.data();
+  const std::int64_t* chosen = hard.sampled.data();
+  for (std::int64_t r = 0; r < R; ++r) {
+    const std::int64_t n = order[static_cast<std::size_t>(r)];
+    tgt[n] = lab[n] * M + idx[r];
+  }
+
+  // Sum of the correctly classified embeddings assigned to each prototype.
+  const T* lg = class_logits.data();
+  const T* e = embeddings.data();
+  std::vector<T> f(static_cast<std::size_t>(C * M * D), T(0));
+  std::vector<std::int64_t> used(static_cast<std::size_t>(C * M), 0);
+  for (std::int64_t r = 0; r < R; ++r) {
+    const std::int64_t n = order[static_cast<std::size_t>(r)];
+    const T* row = lg + n * C;
+    const std::int64_t pred = std::max_element(row, row + C) - row;
+    if (pred != lab[n]) continue;
+    ++res.correct;
+    const std::int64_t k = lab[n] * M + chosen[r];
+    ++used[static_cast<std::size_t>(k)];
+    T* fk = f.data() + k * D;
+    const T* en = e + n * D;
+    for (std::int64_t d = 0; d < D; ++d) fk[d] += en[d];
+  }
+  if (!o.update_prototypes) return res;
+  T* p = prototypes.data();
+  const T g = static_cast<T>(o.gamma);
+  for (std::int64_t k = 0; k < C * M; ++k) {
+    T* pk = p + k * D;
+    if (used[static_cast<std::size_t>(k)] > 0) {
+      const T* fk = f.data() + k * D;
+      T norm = 0;
+      for (std::int64_t d = 0; d < D; ++d) norm += fk[d] * fk[d];
+      const T inv = T(1) / std::max(std::sqrt(norm), T(1e-12));
+      for (std::int64_t d = 0; d < D; ++d) pk[d] = g * pk[d] + (T(1) - g) * (fk[d] * inv);
+    }
+    T norm = 0;
+    for (std::int64_t d = 0; d < D; ++d) norm += pk[d] * pk[d];
+    const T inv = T(1) / std::max(std::sqrt(norm), T(1e-12));
+    for (std::int64_t d = 0; d < D; ++d) pk[d] *= inv;
+  }
+  return res;
+}
+
+}  // namespace protoseg::proto

@@ -1,0 +1,458 @@
+// Models and the ProtoSeg head: parity with PyTorch (golden fixtures written
+// by tools/gen_model_fixtures.py from the peer models: MiT-B0 + SegFormer
+// decoder forward and gradients, one whole ProtoSeg training step),
+// parameter counts of MiT-B0..B5, gradient checks of PPC / PPD and the head,
+// the step's options, model assembly and the refusals of bad input.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "common.hpp"
+
+#include <protoseg/io/safetensors.hpp>
+#include <protoseg/loss/prototype.hpp>
+#include <protoseg/models/mit.hpp>
+#include <protoseg/models/model.hpp>
+#include <protoseg/models/segformer_head.hpp>
+#include <protoseg/proto/head.hpp>
+#include <protoseg/proto/loss.hpp>
+#include <protoseg/proto/step.hpp>
+
+#include <cmath>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+
+using namespace protoseg;
+using protoseg_test::gradcheck_opts;
+
+namespace {
+
+constexpr double parity_rtol_float = 1e-4;   // float against the float64 PyTorch reference
+constexpr double parity_rtol_double = 1e-6;  // double against the same (stored as float32)
+
+template <class T>
+constexpr double parity_rtol() {
+  return sizeof(T) == 4 ? parity_rtol_float : parity_rtol_double;
+}
+
+io::safetensors_archive fixture(const std::string& name) {
+  return io::read_safetensors(std::string(PROTOSEG_FIXTURE_DIR) + "/models/" + name + ".safetensors");
+}
+
+/// |got - ref| <= rtol * max|ref| elementwise.
+template <class T>
+bool agree(const tensor<T>& got, const tensor<double>& ref, double rtol, std::string* why) {
+  if (!(got.shape() == ref.shape())) {
+    *why = "shape " + got.shape().str() + " vs " + ref.shape().str();
+    return false;
+  }
+  const auto g = got.to_vector();
+  const auto r = ref.to_vector();
+  double scale = 0;
+  for (double v : r) scale = std::max(scale, std::abs(v));
+  if (scale < 1e-10) scale = 1e-2;  // structurally zero (a bias before batch norm): |got| <= 1e-6 in float
+  for (std::size_t i = 0; i < g.size(); ++i)
+    if (!(std::abs(double(g[i]) - r[i]) <= rtol * scale)) {
+      *why = "element " + std::to_string(i) + ": " + std::to_string(double(g[i])) + " vs " + std::to_string(r[i]) +
+             " (scale " + std::to_string(scale) + ")";
+      return false;
+    }
+  return true;
+}
+
+template <class T>
+tensor<double> ref(const io::safetensors_archive& a, const std::string& k) {
+  return cast<double>(a.get<float>(k));
+}
+
+/// The parameter values of tools/gen_model_fixtures.py `fill`, by name:
+/// sin(0.7 i + 0.001 h + 0.3) scaled as a weight matrix, a norm weight or a
+/// bias, rounded to float.
+template <class T>
+void fill_parameters(const nn::module<T>& m) {
+  for (auto& [name, v] : m.named_parameters()) {
+    long h = 0;
+    for (std::size_t j = 0; j < name.size(); ++j) h += static_cast<long>(j + 1) * static_cast<unsigned char>(name[j]);
+    h %= 9973;
+    const auto& s = v.shape();
+    std::vector<T> vals(static_cast<std::size_t>(v.numel()));
+    const bool ends_weight = name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0;
+    for (std::size_t i = 0; i < vals.size(); ++i) {
+      const double base = std::sin(0.7 * static_cast<double>(i) + 0.001 * static_cast<double>(h) + 0.3);
+      double x;
+      if (s.rank() >= 2) x = base / std::sqrt(static_cast<double>(v.numel() / s[0]));
+      else if (ends_weight) x = 1.0 + 0.1 * base;
+      else x = 0.1 * base;
+      vals[i] = static_cast<T>(static_cast<float>(x));
+    }
+    variable<T> p = v;
+    p.mutable_value().copy_(tensor<T>::from_vector(vals, s));
+  }
+}
+
+template <class T>
+std::map<std::string, variable<T>> params_by_name(const nn::module<T>& m) {
+  std::map<std::string, variable<T>> out;
+  for (auto& [n, v] : m.named_parameters()) out[n] = v;
+  return out;
+}
+
+tensor<double> rnd(shape s, std::uint64_t seed, double lo = -1, double hi = 1) {
+  generator g(seed);
+  return rand<double>(s, g, lo, hi);
+}
+
+template <class T>
+models::model_options mit_b0_segformer_options() {
+  models::model_options o;
+  o.backbone = "mit_b0";
+  o.num_classes = 5;
+  o.head = models::head_kind::softmax;
+  o.decoder_dim = 32;
+  o.decoder_dropout = 0;
+  o.drop_path_rate = 0;
+  return o;
+}
+
+proto::prototype_head_options step_head_options(const io::safetensors_archive& f) {
+  proto::prototype_head_options o;
+  o.in_channels = std::stoll(f.metadata.at("E"));
+  o.num_classes = std::stoll(f.metadata.at("C"));
+  o.num_prototypes = std::stoll(f.metadata.at("M"));
+  o.gamma = std::stod(f.metadata.at("gamma"));
+  o.sinkhorn_iterations = std::stoi(f.metadata.at("iterations"));
+  o.kappa = std::stod(f.metadata.at("kappa"));
+  return o;
+}
+
+}  // namespace
+
+// ---- parity with PyTorch ----------------------------------------------------------------
+
+TEST_CASE_TEMPLATE("parity: MiT-B0 + SegFormer decoder, forward and gradients", T, float, double) {
+  const auto f = fixture("mit_b0_segformer");
+  models::segmentation_model<T> m(mit_b0_segformer_options<T>());
+  CHECK(static_cast<std::int64_t>(m.named_parameters().size()) == std::stoll(f.metadata.at("parameters")));
+  fill_parameters(m);
+  m.train();
+  variable<T> x(cast<T>(f.get<float>("input.x")), true);
+  auto feats = m.backbone->forward(x);
+  auto logits = m.decode_head->forward(feats);
+  const double rtol = parity_rtol<T>();
+  std::string why;
+  INFO((sizeof(T) == 4 ? "float" : "double"));
+  for (int s = 0; s < 4; ++s) {
+    const std::string k = "output.stage" + std::to_string(s + 1);
+    CHECK_MESSAGE(agree(feats[s].value(), ref<T>(f, k), rtol, &why), k, ": ", why);
+  }
+  CHECK_MESSAGE(agree(logits.value(), ref<T>(f, "output.logits"), rtol, &why), "logits: ", why);
+  sum(logits * variable<T>(cast<T>(f.get<float>("weight")))).backward();
+  REQUIRE(x.has_grad());
+  CHECK_MESSAGE(agree(x.grad(), ref<T>(f, "grad.input.x"), rtol, &why), "grad x: ", why);
+  auto ps = params_by_name(m);
+  int checked = 0;
+  for (const auto& [k, e] : f.tensors) {
+    if (k.rfind("grad.param.", 0) != 0) continue;
+    const std::string n = k.substr(11);
+    REQUIRE_MESSAGE(ps.count(n), n);
+    REQUIRE_MESSAGE(ps[n].has_grad(), n);
+    CHECK_MESSAGE(agree(ps[n].grad(), ref<T>(f, k), rtol, &why), "grad ", n, ": ", why);
+    ++checked;
+  }
+  CHECK(checked == 11);
+}
+
+TEST_CASE("parity: parameter counts of MiT-B0..B5 equal PyTorch's") {
+  const auto f = fixture("param_counts");
+  for (const char* name : {"mit_b0", "mit_b1", "mit_b2", "mit_b3", "mit_b4", "mit_b5"}) {
+    INFO(name);
+    models::mix_transformer<float> m(models::mit_config(name));
+    CHECK(m.num_parameters() == std::stoll(f.metadata.at(name)));
+  }
+}
+
+TEST_CASE_TEMPLATE("parity: one ProtoSeg training step (head, Gumbel off)", T, float, double) {
+  const auto f = fixture("proto_step");
+  proto::prototype_head<T> head(step_head_options(f));
+  fill_parameters(head);
+  head.prototypes.copy_(cast<T>(f.get<float>("input.prototypes")));
+  head.train();
+  variable<T> x(cast<T>(f.get<float>("input.features")), true);
+  const auto labels = f.get<std::int64_t>("input.labels");
+  auto out = head.forward(x, labels);
+  const double rtol = parity_rtol<T>();
+  std::string why;
+  INFO((sizeof(T) == 4 ? "float" : "double"));
+  CHECK_MESSAGE(agree(out.logits.value(), ref<T>(f, "output.logits"), rtol, &why), "logits: ", why);
+  CHECK_MESSAGE(agree(out.proto_logits.value(), ref<T>(f, "output.proto_logits"), rtol, &why), "proto_logits: ", why);
+  REQUIRE(out.proto_targets.defined());
+  CHECK(out.proto_targets.to_vector() == f.get<std::int64_t>("output.targets").to_vector());
+  CHECK(out.correct == std::stoll(f.metadata.at("correct")));
+  CHECK_MESSAGE(agree(head.prototypes, ref<T>(f, "output.prototypes"), rtol, &why), "prototypes: ", why);
+
+  auto terms = proto::protoseg_loss(out, labels);
+  for (const auto& [name, v] : std::map<std::string, variable<T>>{
+           {"ce", terms.ce}, {"ppc", terms.ppc}, {"ppd", terms.ppd}, {"total", terms.total}}) {
+    REQUIRE(v.defined());
+    CHECK_MESSAGE(agree(v.value().reshape({1}), ref<T>(f, "output." + name), rtol, &why), name, ": ", why);
+  }
+  terms.total.backward();
+  REQUIRE(x.has_grad());
+  CHECK_MESSAGE(agree(x.grad(), ref<T>(f, "grad.input.features"), rtol, &why), "grad features: ", why);
+  auto ps = params_by_name(head);
+  CHECK(ps.size() == 10);
+  for (auto& [n, p] : ps) {
+    REQUIRE_MESSAGE(p.has_grad(), n);
+    CHECK_MESSAGE(agree(p.grad(), ref<T>(f, "grad.param." + n), rtol, &why), "grad ", n, ": ", why);
+  }
+}
+
+// ---- losses ---------------------------------------------------------------------------------
+
+TEST_CASE("PPC and PPD: values and gradient checks") {
+  const auto logits = rnd({6, 5}, 11);
+  const auto targets = tensor<std::int64_t>::from_vector({0, 4, 255, 2, 2, 1}, {6});
+  // PPD by hand: mean of (1 - s)^2 over the 5 labelled rows.
+  {
+    variable<double> v(logits);
+    const auto l = logits.to_vector();
+    double want = 0;
+    for (int n : {0, 1, 3, 4, 5}) {
+      const auto t = targets.to_vector()[static_cast<std::size_t>(n)];
+      want += (1 - l[static_cast<std::size_t>(n * 5 + t)]) * (1 - l[static_cast<std::size_t>(n * 5 + t)]);
+    }
+    CHECK(ppd_loss(v, targets).value().item() == doctest::Approx(want / 5).epsilon(1e-12));
+    // PPC with temperature 0.5 is the cross-entropy of logits / 0.5.
+    cross_entropy_options<double> ce;
+    ce.ignore_index = 255;
+    CHECK(ppc_loss(v, targets, {.ignore_index = 255, .temperature = 0.5}).value().item() ==
+          doctest::Approx(cross_entropy(v * 2.0, targets, ce).value().item()).epsilon(1e-12));
+  }
+  using vars = std::vector<variable<double>>;
+  for (double temp : {1.0, 0.1}) {
+    auto r = gradcheck<cpu>([&](const vars& in) { return ppc_loss(in[0], targets, {.ignore_index = 255, .temperature = temp}); },
+                            {logits}, gradcheck_opts);
+    INFO(r.message);
+    CHECK(r.ok);
+  }
+  auto r = gradcheck<cpu>([&](const vars& in) { return ppd_loss(in[0], targets); }, {logits}, gradcheck_opts);
+  INFO(r.message);
+  CHECK(r.ok);
+  // Everything ignored: 0, zero gradient.
+  variable<double> v(logits, true);
+  auto all_ignored = tensor<std::int64_t>::from_vector(std::vector<std::int64_t>(6, 255), {6});
+  auto z = ppd_loss(v, all_ignored);
+  CHECK(z.value().item() == 0.0);
+  z.backward();
+  CHECK(max(abs(v.grad()).flatten(), 0).item() == 0.0);
+}
+
+TEST_CASE("prototype head: gradient check of the class logits and of the objective") {
+  proto::prototype_head<double> head({.in_channels = 4, .num_classes = 3, .num_prototypes = 2, .proj_dim = 5, .seed = 3});
+  head.eval();  // batch norm on running statistics: a function of the features alone
+  using vars = std::vector<variable<double>>;
+  auto r = gradcheck<cpu>([&](const vars& in) { return head.forward(in[0]).logits; }, {rnd({2, 4, 3, 3}, 5)},
+                          gradcheck_opts);
+  INFO(r.message);
+  CHECK(r.ok);
+  // The full objective with fixed targets (no update) in training.
+  proto::prototype_head<double> th({.in_channels = 4, .num_classes = 3, .num_prototypes = 2, .update_prototypes = false,
+                                    .seed = 3});
+  th.train();
+  const auto labels = tensor<std::int64_t>::from_vector({0, 1, 2, 255, 1, 0, 2, 2, 1, 0, 255, 1, 0, 1, 2, 0, 0, 1},
+                                                        {2, 3, 3});
+  auto r2 = gradcheck<cpu>(
+      [&](const vars& in) {
+        auto out = th.forward(in[0], labels);
+        return proto::protoseg_loss(out, labels, {.ppc_weight = 0.5, .ppd_weight = 0.3}).total;
+      },
+      {rnd({2, 4, 3, 3}, 6)}, gradcheck_opts);
+  INFO(r2.message);
+  CHECK(r2.ok);
+}
+
+// ---- the prototype step ------------------------------------------------------------------------
+
+TEST_CASE("prototype head: eval, update off, Gumbel sampling and the ignore label") {
+  const auto f = fixture("proto_step");
+  const auto labels = f.get<std::int64_t>("input.labels");
+  const auto feats = f.get<float>("input.features");
+  auto make = [&](proto::prototype_head_options o) {
+    auto h = std::make_shared<proto::prototype_head<float>>(o);
+    fill_parameters(*h);
+    h->prototypes.copy_(f.get<float>("input.prototypes"));
+    return h;
+  };
+  const auto base = step_head_options(f);
+
+  SUBCASE("eval: no step, prototypes only normalised") {
+    auto h = make(base);
+    h->eval();
+    auto out = h->forward(variable<float>(feats), labels);
+    CHECK_FALSE(out.proto_targets.defined());
+    std::string why;
+    auto start = cast<double>(f.get<float>("input.prototypes"));
+    CHECK_FALSE(agree(h->prototypes, start, 1e-4, &why));  // normalised in place
+    auto norms = sqrt(sum(h->prototypes * h->prototypes, 2));
+    CHECK(max(abs(norms - 1.0f).flatten(), 0).item() < 1e-6f);
+  }
+  SUBCASE("update off: targets as usual, prototypes unchanged") {
+    auto o = base;
+    o.update_prototypes = false;
+    auto h = make(o);
+    auto out = h->forward(variable<float>(feats), labels);
+    CHECK(out.proto_targets.to_vector() == f.get<std::int64_t>("output.targets").to_vector());
+    std::string why;
+    CHECK_FALSE(agree(h->prototypes, ref<float>(f, "output.prototypes"), 1e-4, &why));
+  }
+  SUBCASE("Gumbel: targets stay the argmax; the update is seeded and differs") {
+    auto o = base;
+    o.gumbel = true;
+    o.seed = 42;
+    auto h1 = make(o), h2 = make(o);
+    auto o1 = h1->forward(variable<float>(feats), labels);
+    auto o2 = h2->forward(variable<float>(feats), labels);
+    CHECK(o1.proto_targets.to_vector() == f.get<std::int64_t>("output.targets").to_vector());
+    CHECK(h1->prototypes.to_vector() == h2->prototypes.to_vector());
+    std::string why;
+    CHECK_FALSE(agree(h1->prototypes, ref<float>(f, "output.prototypes"), 1e-6, &why));
+  }
+  SUBCASE("ignore label 255 inside [0, C * M): targets use -1") {
+    proto::prototype_head<float> h({.in_channels = 4, .num_classes = 30, .num_prototypes = 10});
+    auto lab = tensor<std::int64_t>::from_vector({25, 255, 3, 29}, {1, 2, 2});
+    auto out = h.forward(variable<float>(cast<float>(rnd({1, 4, 2, 2}, 8))), lab);
+    CHECK(out.target_ignore_index == -1);
+    const auto t = out.proto_targets.to_vector();
+    CHECK(t[1] == -1);
+    CHECK(t[0] / 10 == 25);
+    CHECK(t[3] / 10 == 29);
+    auto terms = proto::protoseg_loss(out, lab);
+    CHECK(std::isfinite(terms.total.value().item()));
+  }
+}
+
+TEST_CASE("prototype step: a class's targets and update depend only on its own pixels") {
+  // Two classes in one segmented pass equal each class on its own.
+  generator g(5);
+  const std::int64_t N = 40, C = 2, M = 3, D = 4;
+  auto emb = rand<float>({N, D}, g, -1, 1);
+  proto::detail::normalize_rows(emb);
+  auto protos = rand<float>({C, M, D}, g, -1, 1);
+  proto::detail::normalize_rows(protos);
+  auto scores = matmul(emb, protos.reshape({C * M, D}), false, true).reshape({N, C, M});
+  auto logits = max(scores, 2);
+  std::vector<std::int64_t> lab(static_cast<std::size_t>(N));
+  for (std::int64_t n = 0; n < N; ++n) lab[static_cast<std::size_t>(n)] = (n * 7) % 3 == 0 ? 255 : (n % 2);
+  auto labels = tensor<std::int64_t>::from_vector(lab, {N});
+  auto both = protos.clone();
+  auto r = proto::prototype_step(emb, scores, logits, labels, both, {.gamma = 0.5});
+  for (std::int64_t k = 0; k < C; ++k) {
+    std::vector<std::int64_t> only(lab);
+    for (auto& v : only)
+      if (v != k) v = 255;
+    auto single = protos.clone();
+    auto rk = proto::prototype_step(emb, scores, logits, tensor<std::int64_t>::from_vector(only, {N}), single,
+                                    {.gamma = 0.5});
+    for (std::int64_t n = 0; n < N; ++n)
+      if (lab[static_cast<std::size_t>(n)] == k) CHECK(rk.targets.data()[n] == r.targets.data()[n]);
+    CHECK(single[k].to_vector() == both[k].to_vector());
+  }
+}
+
+// ---- assembly ------------------------------------------------------------------------------------
+
+TEST_CASE("segmentation model: prototype and softmax heads assembled from a name") {
+  models::model_options o;
+  o.num_classes = 4;
+  o.decoder_dim = 16;
+  o.proto.num_prototypes = 2;
+  models::segmentation_model<float> m(o);
+  auto st = m.state_dict();
+  for (const char* k : {"backbone.patch_embed1.proj.weight", "backbone.block1.0.attn.q.weight",
+                        "backbone.block1.0.attn.sr.weight", "backbone.block4.1.mlp.dwconv.dwconv.weight",
+                        "backbone.norm4.bias", "decode_head.linear_c4.proj.weight", "decode_head.linear_fuse.conv.weight",
+                        "decode_head.linear_fuse.bn.running_var", "proto_head.proj_head.proj.1.0.weight",
+                        "proto_head.feat_norm.weight", "proto_head.mask_norm.bias", "proto_head.prototypes"})
+    CHECK_MESSAGE(st.contains(k), k);
+  CHECK_FALSE(st.contains("decode_head.linear_pred.weight"));
+  CHECK_FALSE(st.contains("backbone.block4.0.attn.sr.weight"));  // sr ratio 1 in stage 4
+  CHECK(st.at("proto_head.prototypes").dims == std::vector<std::int64_t>{4, 2, 16});
+
+  auto image = variable<float>(cast<float>(rnd({1, 3, 64, 64}, 9)));
+  generator g(3);
+  std::vector<std::int64_t> lab(64 * 64);
+  for (auto& v : lab) v = static_cast<std::int64_t>(g.uniform() * 4);
+  auto labels = tensor<std::int64_t>::from_vector(lab, {1, 64, 64});
+  m.train();
+  auto out = m.forward(image, labels);
+  CHECK(out.logits.shape() == shape{1, 4, 16, 16});
+  REQUIRE(out.proto.proto_targets.defined());
+  auto terms = m.loss(out, labels);
+  REQUIRE(terms.ppc.defined());
+  CHECK(std::isfinite(terms.total.value().item()));
+  terms.total.backward();
+  auto ps = params_by_name(m);
+  CHECK(ps["backbone.patch_embed1.proj.weight"].has_grad());
+  CHECK(ps["proto_head.proj_head.proj.0.weight"].has_grad());
+
+  models::model_options so = o;
+  so.head = models::head_kind::softmax;
+  models::segmentation_model<float> s(so);
+  CHECK(s.state_dict().contains("decode_head.linear_pred.weight"));
+  CHECK_FALSE(s.proto_head);
+  s.eval();
+  auto so_out = s.forward(image);
+  CHECK(so_out.logits.shape() == shape{1, 4, 16, 16});
+  auto st2 = s.loss(so_out, labels);
+  CHECK_FALSE(st2.ppc.defined());
+  // The decoder widths SegFormer uses by default.
+  CHECK(models::segmentation_model<float>({.backbone = "mit_b0", .num_classes = 2})
+            .decode_head->options().embed_dim == 256);
+}
+
+// ---- refusals ------------------------------------------------------------------------------------
+
+TEST_CASE("bad input is refused with clear errors") {
+  CHECK_THROWS_WITH_AS(models::mit_config("mit_b9"), doctest::Contains("mit_b9"), value_error);
+  models::mit_options tiny;
+  tiny.depths = {1, 1, 1, 1};
+  models::mix_transformer<float> mit(tiny);
+  CHECK_THROWS_WITH_AS(mit.forward(variable<float>(zeros<float>({1, 4, 32, 32}))), doctest::Contains("(B, 3, H, W)"),
+                       shape_error);
+  tiny.num_heads = {0, 2, 5, 8};
+  CHECK_THROWS_AS(models::mix_transformer<float>{tiny}, value_error);
+
+  models::segformer_head<float> dec({.embed_dim = 8});
+  auto feats = mit.forward(variable<float>(zeros<float>({1, 3, 32, 32})));
+  feats.pop_back();
+  CHECK_THROWS_WITH_AS(dec.forward(feats), doctest::Contains("expected 4 features"), shape_error);
+
+  CHECK_THROWS_WITH_AS(proto::prototype_head<float>({.in_channels = 4, .num_classes = 3, .num_prototypes = 0}),
+                       doctest::Contains("num_prototypes is 0"), value_error);
+  CHECK_THROWS_AS(proto::prototype_head<float>({.in_channels = 4, .num_classes = 0}), value_error);
+  CHECK_THROWS_WITH_AS(proto::prototype_head<float>({.in_channels = 4, .num_classes = 3, .gamma = 1.5}),
+                       doctest::Contains("gamma is 1.5"), value_error);
+  CHECK_THROWS_AS(proto::prototype_head<float>({.in_channels = 4, .num_classes = 3, .kappa = 0}), value_error);
+
+  proto::prototype_head<float> head({.in_channels = 4, .num_classes = 3, .num_prototypes = 2});
+  auto x = variable<float>(zeros<float>({2, 4, 3, 3}));
+  CHECK_THROWS_WITH_AS(head.forward(variable<float>(zeros<float>({2, 5, 3, 3}))), doctest::Contains("(B, 4, H, W)"),
+                       shape_error);
+  CHECK_THROWS_WITH_AS(head.forward(x, zeros<std::int64_t>({3, 3})), doctest::Contains("labels must be (2, H, W)"),
+                       shape_error);
+  CHECK_THROWS_WITH_AS(head.forward(x, full<std::int64_t>({2, 3, 3}, 7)), doctest::Contains("labels[0] is 7"),
+                       value_error);
+
+  auto lg = variable<float>(zeros<float>({4, 6}));
+  CHECK_THROWS_WITH_AS(ppc_loss(lg, zeros<std::int64_t>({3})), doctest::Contains("expected (4,)"), shape_error);
+  CHECK_THROWS_WITH_AS(ppd_loss(lg, full<std::int64_t>({4}, 6)), doctest::Contains("proto_targets[0] is 6"), value_error);
+  CHECK_THROWS_WITH_AS(ppc_loss(lg, zeros<std::int64_t>({4}), {.temperature = 0}), doctest::Contains("temperature"),
+                       value_error);
+
+  auto bad = tensor<float>::empty({2, 3, 2});
+  CHECK_THROWS_WITH_AS(proto::prototype_step(zeros<float>({5, 3}), zeros<float>({5, 2, 2}), zeros<float>({5, 2}),
+                                             zeros<std::int64_t>({5}), zeros<float>({2, 2, 2})),
+                       doctest::Contains("embeddings must be (N, 2)"), shape_error);
+  CHECK_THROWS_WITH_AS(proto::segmentation_loss(variable<float>(zeros<float>({1, 3, 4, 4})), zeros<std::int64_t>({2, 8, 8})),
+                       doctest::Contains("labels must be (1, H, W)"), shape_error);
+  (void)bad;
+}

@@ -1,0 +1,303 @@
+#!/usr/bin/python3
+"""Golden fixtures for protoseg's models and ProtoSeg head (tests/test_models.cpp).
+
+Run with Debian's PyTorch:  /usr/bin/python3 tools/gen_model_fixtures.py
+
+The reference MiT is the PyTorch peer ../shared/peers/mit_torch_lib.py (the
+model the library must match); its parameters are renamed to the NVlabs /
+mmsegmentation names the C++ modules use. The SegFormer decoder and the
+ProtoSeg head and step are written here from the published architecture and
+from the semantics of ../shared/peers/proto_step_torch.py (the published
+`prototype_learning`), with Gumbel sampling off (the hard assignment is the
+argmax of the Sinkhorn assignment).
+
+Parameters are not stored: both sides fill every parameter from its name
+with the same formula (`fill` below and `fill_parameters` in the test), so
+the fixtures stay small. Everything is computed in float64 from
+float32-representable values. Files in tests/fixtures/models/:
+
+  mit_b0_segformer.safetensors  MiT-B0 + SegFormer decoder (width 32, 5
+      classes, train mode, no dropout / drop-path) on a 1x3x64x64 image: the
+      four stage outputs, the logits, the weights w of the loss sum(w * logits),
+      d loss / d image and d loss / d (a few parameters).
+  proto_step.safetensors  one ProtoSeg training step of the head (C=4, M=3,
+      D=16, 2x16x8x8 features, labels 2x16x16 with ignored pixels): logits,
+      prototype scores and targets, updated prototypes, CE / PPC / PPD /
+      total, d total / d features and d total / d every head parameter.
+  param_counts.safetensors  metadata: parameter counts of MiT-B0..B5.
+"""
+import json
+import math
+import os
+import struct
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "..", "tests", "fixtures", "models")
+sys.path.insert(0, os.path.join(HERE, "..", "..", "shared", "peers"))
+from mit_torch_lib import MiT  # noqa: E402
+
+torch.set_default_dtype(torch.float64)
+
+DT = {torch.float64: ("F64", "d"), torch.float32: ("F32", "f"), torch.int64: ("I64", "q")}
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """u64 header length, JSON header (8-byte aligned), little-endian data."""
+    header, blobs, offset = {}, [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous()
+        code, fmt = DT[t.dtype]
+        data = struct.pack("<%d%s" % (t.numel(), fmt), *t.flatten().tolist())
+        header[name] = {"dtype": code, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    if metadata:
+        header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for b in blobs:
+            f.write(b)
+
+
+def f32(t):
+    """Stored as float32 (the reference is float64; rounding adds ~6e-8)."""
+    return t.detach().float()
+
+
+def name_hash(name):
+    return sum((j + 1) * ord(c) for j, c in enumerate(name)) % 9973
+
+
+def fill(name, shape):
+    """The deterministic parameter values both sides use (float32-representable)."""
+    n = 1
+    for s in shape:
+        n *= s
+    h = name_hash(name)
+    base = [math.sin(0.7 * i + 0.001 * h + 0.3) for i in range(n)]
+    if len(shape) >= 2:
+        scale = 1.0 / math.sqrt(n // shape[0])
+        vals = [scale * b for b in base]
+    elif name.endswith("weight"):
+        vals = [1.0 + 0.1 * b for b in base]
+    else:
+        vals = [0.1 * b for b in base]
+    return torch.tensor(vals, dtype=torch.float64).reshape(shape).float().double()
+
+
+gen = torch.Generator().manual_seed(4)
+
+
+def rnd(*shape, scale=1.0):
+    return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale).float().double()
+
+
+# ---- MiT (peer) with NVlabs names -------------------------------------------------------
+
+def nvlabs_name(peer):
+    p = peer.split(".")
+    if p[0] == "pe":
+        return "patch_embed%d.%s.%s" % (int(p[1]) + 1, "proj" if p[2] == "0" else "norm", p[3])
+    if p[0] == "norms":
+        return "norm%d.%s" % (int(p[1]) + 1, p[2])
+    assert p[0] == "blocks"
+    head = "block%d.%s." % (int(p[1]) + 1, p[2])
+    rest = ".".join(p[3:])
+    table = {"n1.": "norm1.", "n2.": "norm2.", "attn.srconv.": "attn.sr.", "fc1.": "mlp.fc1.",
+             "dw.": "mlp.dwconv.dwconv.", "fc2.": "mlp.fc2."}
+    for k, v in table.items():
+        if rest.startswith(k):
+            return head + v + rest[len(k):]
+    return head + rest
+
+
+MIT = {
+    "mit_b0": dict(dims=(32, 64, 160, 256), depths=(2, 2, 2, 2)),
+    "mit_b1": dict(dims=(64, 128, 320, 512), depths=(2, 2, 2, 2)),
+    "mit_b2": dict(dims=(64, 128, 320, 512), depths=(3, 4, 6, 3)),
+    "mit_b3": dict(dims=(64, 128, 320, 512), depths=(3, 4, 18, 3)),
+    "mit_b4": dict(dims=(64, 128, 320, 512), depths=(3, 8, 27, 3)),
+    "mit_b5": dict(dims=(64, 128, 320, 512), depths=(3, 6, 40, 3)),
+}
+
+
+class SegFormerHead(nn.Module):
+    """The all-MLP decoder (mmseg / NVlabs names), BN in train mode, no dropout."""
+
+    def __init__(self, dims, E, classes):
+        super().__init__()
+        for i, d in enumerate(dims):
+            setattr(self, "linear_c%d" % (i + 1), nn.Module())
+            getattr(self, "linear_c%d" % (i + 1)).proj = nn.Linear(d, E)
+        self.linear_fuse = nn.Module()
+        self.linear_fuse.conv = nn.Conv2d(4 * E, E, 1, bias=False)
+        self.linear_fuse.bn = nn.BatchNorm2d(E)
+        self.linear_pred = nn.Conv2d(E, classes, 1)
+
+    def forward(self, feats):
+        H, W = feats[0].shape[2:]
+        parts = []
+        for i in (3, 2, 1, 0):
+            f = feats[i]
+            B, C, h, w = f.shape
+            y = getattr(self, "linear_c%d" % (i + 1)).proj(f.flatten(2).transpose(1, 2))
+            y = y.transpose(1, 2).reshape(B, -1, h, w)
+            if i > 0:
+                y = F.interpolate(y, size=(H, W), mode="bilinear", align_corners=False)
+            parts.append(y)
+        x = F.relu(self.linear_fuse.bn(self.linear_fuse.conv(torch.cat(parts, 1))))
+        return self.linear_pred(x)
+
+
+def mit_fixture():
+    enc = MiT(dims=MIT["mit_b0"]["dims"], depths=MIT["mit_b0"]["depths"]).double()
+    dec = SegFormerHead(MIT["mit_b0"]["dims"], 32, 5).double()
+    names = {}
+    with torch.no_grad():
+        for k, p in enc.named_parameters():
+            n = "backbone." + nvlabs_name(k)
+            names[n] = p
+            p.copy_(fill(n, tuple(p.shape)))
+        for k, p in dec.named_parameters():
+            n = "decode_head." + k
+            names[n] = p
+            # the C++ linear_c*.proj weights have the Linear layout already
+            p.copy_(fill(n, tuple(p.shape)))
+    x = rnd(1, 3, 64, 64).requires_grad_(True)
+    enc.train(); dec.train()
+    outs = enc(x)
+    logits = dec(outs)
+    w = rnd(*logits.shape)
+    (logits * w).sum().backward()
+    t = {"input.x": f32(x), "output.logits": f32(logits), "weight": f32(w), "grad.input.x": f32(x.grad)}
+    for i, o in enumerate(outs):
+        t["output.stage%d" % (i + 1)] = f32(o)
+    picked = ["backbone.patch_embed1.proj.weight", "backbone.block1.0.attn.q.weight", "backbone.block1.1.attn.sr.bias",
+              "backbone.block2.0.mlp.dwconv.dwconv.weight", "backbone.block3.1.attn.kv.bias",
+              "backbone.block4.1.mlp.fc2.bias", "backbone.norm4.weight", "decode_head.linear_c4.proj.weight",
+              "decode_head.linear_fuse.conv.weight", "decode_head.linear_fuse.bn.weight", "decode_head.linear_pred.bias"]
+    for n in picked:
+        t["grad.param." + n] = f32(names[n].grad)
+    write_safetensors(os.path.join(OUT, "mit_b0_segformer.safetensors"), t,
+                      {"model": "mit_b0 + segformer_head(embed_dim 32, 5 classes)", "parameters": len(names)})
+
+
+def param_counts():
+    meta = {}
+    for name, cfg in MIT.items():
+        m = MiT(dims=cfg["dims"], depths=cfg["depths"])
+        meta[name] = sum(p.numel() for p in m.parameters())
+        print(name, meta[name])
+    write_safetensors(os.path.join(OUT, "param_counts.safetensors"), {"unused": torch.zeros(1)}, meta)
+
+
+# ---- the ProtoSeg step ---------------------------------------------------------------------
+
+def sinkhorn(scores, iters, kappa):
+    """Algorithm 1 on one class: scores (n, M) -> assignment (n, M)."""
+    L = torch.exp(scores / kappa).t()
+    K, B = L.shape
+    L = L / L.sum()
+    for _ in range(iters):
+        L = L / L.sum(dim=1, keepdim=True) / K
+        L = L / L.sum(dim=0, keepdim=True) / B
+    return (L * B).t()
+
+
+def proto_fixture():
+    B, E, H, W, C, M = 2, 16, 8, 8, 4, 3
+    D = E
+    gamma, iters, kappa, ignore = 0.9, 3, 0.05, 255
+    proj0 = nn.Conv2d(E, E, 1)
+    bn = nn.BatchNorm2d(E)
+    proj2 = nn.Conv2d(E, D, 1)
+    feat_norm = nn.LayerNorm(D)
+    mask_norm = nn.LayerNorm(C)
+    params = {"proj_head.proj.0.weight": proj0.weight, "proj_head.proj.0.bias": proj0.bias,
+              "proj_head.proj.1.0.weight": bn.weight, "proj_head.proj.1.0.bias": bn.bias,
+              "proj_head.proj.2.weight": proj2.weight, "proj_head.proj.2.bias": proj2.bias,
+              "feat_norm.weight": feat_norm.weight, "feat_norm.bias": feat_norm.bias,
+              "mask_norm.weight": mask_norm.weight, "mask_norm.bias": mask_norm.bias}
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(fill(n, tuple(p.shape)))
+    for attempt in range(100):
+        x = rnd(B, E, H, W).requires_grad_(True)
+        labels = torch.randint(0, C, (B, 2 * H, 2 * W), generator=gen)
+        labels[torch.rand(labels.shape, generator=gen) < 0.1] = ignore
+        protos0 = rnd(C, M, D)
+
+        c = proj2(F.relu(bn(proj0(x))))
+        c = F.normalize(feat_norm(c.permute(0, 2, 3, 1).reshape(-1, D)), dim=-1)
+        protos = F.normalize(protos0, dim=-1)
+        proto_logits = c @ protos.view(-1, D).t()
+        masks = proto_logits.view(-1, C, M)
+        seg = mask_norm(masks.amax(2))
+        logits = seg.reshape(B, H, W, C).permute(0, 3, 1, 2)
+
+        gt = F.interpolate(labels[:, None].double(), size=(H, W), mode="nearest").long().view(-1)
+        pred = seg.detach().argmax(1)
+        top2 = seg.detach().topk(2, dim=1).values
+        margin = (top2[:, 0] - top2[:, 1]).min().item()
+        correct = gt == pred
+        target = gt.clone()
+        new = protos.detach().clone()
+        cd = c.detach()
+        sk_margin = 1.0
+        for k in range(C):
+            sel = gt == k
+            if sel.sum() == 0:
+                continue
+            q = sinkhorn(masks.detach()[sel][:, k], iters, kappa)
+            t2 = q.topk(2, dim=1).values
+            sk_margin = min(sk_margin, (t2[:, 0] - t2[:, 1]).min().item())
+            idx = q.argmax(1)
+            onehot = F.one_hot(idx, M).double()
+            m_k = correct[sel].double()
+            m_q = onehot * m_k[:, None]
+            f = m_q.t() @ (cd[sel] * m_k[:, None])
+            n = m_q.sum(0)
+            if n.sum() > 0:
+                f = F.normalize(f, dim=-1)
+                new[k, n != 0] = gamma * new[k, n != 0] + (1 - gamma) * f[n != 0]
+            target[sel] = idx + M * k
+        new = F.normalize(new, dim=-1)
+        if margin > 1e-3 and sk_margin > 1e-3 and correct.sum() > 0:
+            break
+    else:
+        raise RuntimeError("no fixture without near ties")
+
+    up = F.interpolate(logits, size=(2 * H, 2 * W), mode="bilinear", align_corners=False)
+    ce = F.cross_entropy(up, labels, ignore_index=ignore)
+    ppc = F.cross_entropy(proto_logits, target, ignore_index=ignore)
+    keep = target != ignore
+    ppd = (1 - proto_logits[keep].gather(1, target[keep][:, None])).pow(2).mean()
+    total = ce + 0.01 * ppc + 0.001 * ppd
+    total.backward()
+    t = {"input.features": f32(x), "input.labels": labels, "input.prototypes": f32(protos0),
+         "output.logits": f32(logits), "output.proto_logits": f32(proto_logits), "output.targets": target,
+         "output.prototypes": f32(new), "output.ce": f32(ce.reshape(1)), "output.ppc": f32(ppc.reshape(1)),
+         "output.ppd": f32(ppd.reshape(1)), "output.total": f32(total.reshape(1)), "grad.input.features": f32(x.grad)}
+    for n, p in params.items():
+        t["grad.param." + n] = f32(p.grad)
+    write_safetensors(os.path.join(OUT, "proto_step.safetensors"), t,
+                      {"C": C, "M": M, "D": D, "E": E, "gamma": gamma, "iterations": iters, "kappa": kappa,
+                       "ignore_index": ignore, "correct": int(correct[gt != ignore].sum().item()),
+                       "class_margin": margin, "sinkhorn_margin": sk_margin})
+    print("proto step: correct", int(correct.sum()), "margins", margin, sk_margin)
+
+
+if __name__ == "__main__":
+    os.makedirs(OUT, exist_ok=True)
+    torch.manual_seed(0)
+    param_counts()
+    mit_fixture()
+    proto_fixture()
