@@ -44,6 +44,9 @@
 
 #include "protoseg/optim/sgd.hpp"
 
+#include "protoseg/io/safetensors.hpp"
+#include "protoseg/nn/all.hpp"
+
 #include "protoseg/data/fashion_mnist.hpp"
 #include "protoseg/data/idx.hpp"
 #include "protoseg/io/npy.hpp"

@@ -5,6 +5,7 @@
 #include "protoseg/backend/cpu/copy.hpp"
 #include "protoseg/backend/cpu/elementwise.hpp"
 #include "protoseg/backend/cpu/gemm.hpp"
+#include "protoseg/backend/cpu/nn.hpp"
 #include "protoseg/backend/cpu/parallel.hpp"
 #include "protoseg/backend/cpu/reduction.hpp"
 #include "protoseg/backend/cpu/softmax.hpp"
