@@ -8,8 +8,10 @@
 
 #include <protoseg/io/safetensors.hpp>
 #include <protoseg/loss/prototype.hpp>
+#include <protoseg/models/fcn_head.hpp>
 #include <protoseg/models/mit.hpp>
 #include <protoseg/models/model.hpp>
+#include <protoseg/models/resnet.hpp>
 #include <protoseg/models/segformer_head.hpp>
 #include <protoseg/proto/head.hpp>
 #include <protoseg/proto/loss.hpp>
@@ -135,8 +137,8 @@ TEST_CASE_TEMPLATE("parity: MiT-B0 + SegFormer decoder, forward and gradients", 
   fill_parameters(m);
   m.train();
   variable<T> x(cast<T>(f.get<float>("input.x")), true);
-  auto feats = m.backbone->forward(x);
-  auto logits = m.decode_head->forward(feats);
+  auto feats = m.features(x);
+  auto logits = m.decode(feats);
   const double rtol = parity_rtol<T>();
   std::string why;
   INFO((sizeof(T) == 4 ? "float" : "double"));
@@ -161,13 +163,98 @@ TEST_CASE_TEMPLATE("parity: MiT-B0 + SegFormer decoder, forward and gradients", 
   CHECK(checked == 11);
 }
 
-TEST_CASE("parity: parameter counts of MiT-B0..B5 equal PyTorch's") {
+TEST_CASE_TEMPLATE("parity: ResNet-18, forward and gradients (eval mode)", T, float, double) {
+  const auto f = fixture("resnet18");
+  models::resnet<T> m(models::resnet_config("resnet18"));
+  CHECK(static_cast<std::int64_t>(m.named_parameters().size()) == std::stoll(f.metadata.at("parameters")));
+  fill_parameters(m);
+  m.eval();
+  variable<T> x(cast<T>(f.get<float>("input.x")), true);
+  auto outs = m.forward(x);
+  const double rtol = parity_rtol<T>();
+  std::string why;
+  INFO((sizeof(T) == 4 ? "float" : "double"));
+  variable<T> loss;
+  for (int s = 0; s < 4; ++s) {
+    const std::string id = "stage" + std::to_string(s + 1);
+    CHECK_MESSAGE(agree(outs[s].value(), ref<T>(f, "output." + id), rtol, &why), id, ": ", why);
+    auto term = sum(outs[s] * variable<T>(cast<T>(f.get<float>("weight." + id))));
+    loss = s == 0 ? term : loss + term;
+  }
+  loss.backward();
+  REQUIRE(x.has_grad());
+  CHECK_MESSAGE(agree(x.grad(), ref<T>(f, "grad.input.x"), rtol, &why), "grad x: ", why);
+  auto ps = params_by_name(m);
+  int checked = 0;
+  for (const auto& [k, e] : f.tensors) {
+    if (k.rfind("grad.param.", 0) != 0) continue;
+    const std::string n = k.substr(11);
+    REQUIRE_MESSAGE(ps.count(n), n);
+    CHECK_MESSAGE(agree(ps[n].grad(), ref<T>(f, k), rtol, &why), "grad ", n, ": ", why);
+    ++checked;
+  }
+  CHECK(checked == 6);
+}
+
+TEST_CASE("parity: parameter counts of MiT-B0..B5 and ResNet-18/34/50/101 equal PyTorch's") {
   const auto f = fixture("param_counts");
   for (const char* name : {"mit_b0", "mit_b1", "mit_b2", "mit_b3", "mit_b4", "mit_b5"}) {
     INFO(name);
-    models::mix_transformer<float> m(models::mit_config(name));
+    auto o = models::mit_config(name);
+    o.init_weights = false;
+    models::mix_transformer<float> m(o);
     CHECK(m.num_parameters() == std::stoll(f.metadata.at(name)));
   }
+  for (const char* name : {"resnet18", "resnet34", "resnet50", "resnet101"}) {
+    INFO(name);
+    auto o = models::resnet_config(name);
+    o.init_weights = false;
+    models::resnet<float> m(o);
+    CHECK(m.num_parameters() == std::stoll(f.metadata.at(name)));
+  }
+}
+
+TEST_CASE("ResNet: deep stem names, output stride by dilation; FCN head") {
+  auto o = models::resnet_config("resnet50");
+  o.deep_stem = true;
+  o.output_stride = 8;
+  o.depths = {1, 1, 1, 1};
+  o.init_weights = false;
+  models::resnet<float> m(o);
+  auto st = m.state_dict();
+  for (const char* k : {"stem.0.weight", "stem.1.running_mean", "stem.3.weight", "stem.4.weight", "stem.6.weight",
+                        "stem.7.bias", "layer1.0.conv3.weight", "layer1.0.downsample.0.weight",
+                        "layer4.0.downsample.1.running_var"})
+    CHECK_MESSAGE(st.contains(k), k);
+  CHECK_FALSE(st.contains("conv1.weight"));
+  CHECK(st.at("stem.0.weight").dims == std::vector<std::int64_t>{32, 3, 3, 3});
+  CHECK(st.at("layer4.0.conv2.weight").dims == std::vector<std::int64_t>{512, 512, 3, 3});
+  m.eval();
+  auto x = variable<float>(cast<float>(rnd({1, 3, 32, 32}, 12)));
+  auto outs = m.forward(x);
+  CHECK(outs[0].shape() == shape{1, 256, 8, 8});
+  CHECK(outs[1].shape() == shape{1, 512, 4, 4});
+  CHECK(outs[3].shape() == shape{1, 2048, 4, 4});  // output stride 8
+  o.output_stride = 16;
+  o.deep_stem = false;
+  auto o18 = models::resnet_config("resnet18");
+  o18.output_stride = 16;
+  models::resnet<float> m16(o18);
+  m16.eval();
+  CHECK(m16.forward(x)[3].shape() == shape{1, 512, 2, 2});
+  // Dilation keeps the receptive field: with output stride 16 the last
+  // stage's 3x3 convs have dilation 2 (padding 2).
+  CHECK(m16.blocks[3][1]->conv1->options().dilation == nn::size2{2});
+  CHECK(m16.blocks[3][0]->conv1->options().stride == nn::size2{1});
+
+  models::fcn_head<float> fcn({.in_channels = 512, .channels = 16, .num_classes = 3});
+  auto fst = fcn.state_dict();
+  for (const char* k : {"convs.0.conv.weight", "convs.1.bn.running_mean", "conv_cat.conv.weight", "conv_seg.weight",
+                        "conv_seg.bias"})
+    CHECK_MESSAGE(fst.contains(k), k);
+  CHECK_FALSE(fst.contains("convs.0.conv.bias"));
+  fcn.eval();
+  CHECK(fcn.forward(m16.forward(x)).shape() == shape{1, 3, 2, 2});
 }
 
 TEST_CASE_TEMPLATE("parity: one ProtoSeg training step (head, Gumbel off)", T, float, double) {
@@ -404,15 +491,33 @@ TEST_CASE("segmentation model: prototype and softmax heads assembled from a name
   CHECK(so_out.logits.shape() == shape{1, 4, 16, 16});
   auto st2 = s.loss(so_out, labels);
   CHECK_FALSE(st2.ppc.defined());
+  // A ResNet model: FCN decoder, prototype head.
+  models::model_options ro;
+  ro.backbone = "resnet18";
+  ro.num_classes = 3;
+  ro.decoder_dim = 8;
+  ro.proto.num_prototypes = 2;
+  models::segmentation_model<float> r(ro);
+  CHECK(r.state_dict().contains("backbone.layer4.1.conv2.weight"));
+  CHECK(r.state_dict().contains("decode_head.conv_cat.bn.weight"));
+  CHECK(r.state_dict().contains("proto_head.prototypes"));
+  r.eval();
+  auto small = variable<float>(cast<float>(rnd({1, 3, 32, 32}, 10)));
+  CHECK(r.forward(small).logits.shape() == shape{1, 3, 4, 4});  // output stride 8
   // The decoder widths SegFormer uses by default.
   CHECK(models::segmentation_model<float>({.backbone = "mit_b0", .num_classes = 2})
-            .decode_head->options().embed_dim == 256);
+            .segformer->options().embed_dim == 256);
 }
 
 // ---- refusals ------------------------------------------------------------------------------------
 
 TEST_CASE("bad input is refused with clear errors") {
   CHECK_THROWS_WITH_AS(models::mit_config("mit_b9"), doctest::Contains("mit_b9"), value_error);
+  CHECK_THROWS_WITH_AS(models::resnet_config("resnet152"), doctest::Contains("resnet152"), value_error);
+  CHECK_THROWS_WITH_AS(models::segmentation_model<float>({.backbone = "vgg16"}), doctest::Contains("vgg16"), value_error);
+  auto r18 = models::resnet_config("resnet18");
+  r18.output_stride = 4;
+  CHECK_THROWS_WITH_AS(models::resnet<float>{r18}, doctest::Contains("output_stride is 4"), value_error);
   models::mit_options tiny;
   tiny.depths = {1, 1, 1, 1};
   models::mix_transformer<float> mit(tiny);

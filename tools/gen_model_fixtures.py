@@ -24,7 +24,11 @@ float32-representable values. Files in tests/fixtures/models/:
       D=16, 2x16x8x8 features, labels 2x16x16 with ignored pixels): logits,
       prototype scores and targets, updated prototypes, CE / PPC / PPD /
       total, d total / d features and d total / d every head parameter.
-  param_counts.safetensors  metadata: parameter counts of MiT-B0..B5.
+  resnet18.safetensors  the peer's ResNet-18 (torchvision names, eval mode)
+      on 2x3x32x32 images: the four stage outputs, the loss sum_s sum(w_s * out_s),
+      d loss / d image and d loss / d (a few parameters).
+  param_counts.safetensors  metadata: parameter counts of MiT-B0..B5 and
+      ResNet-18/34/50/101 (without the classification layer).
 """
 import json
 import math
@@ -39,7 +43,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "tests", "fixtures", "models")
 sys.path.insert(0, os.path.join(HERE, "..", "..", "shared", "peers"))
-from mit_torch_lib import MiT  # noqa: E402
+from mit_torch_lib import MiT, ResNet18  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 
@@ -158,6 +162,7 @@ class SegFormerHead(nn.Module):
 
 
 def mit_fixture():
+    gen.manual_seed(4)
     enc = MiT(dims=MIT["mit_b0"]["dims"], depths=MIT["mit_b0"]["depths"]).double()
     dec = SegFormerHead(MIT["mit_b0"]["dims"], 32, 5).double()
     names = {}
@@ -190,12 +195,88 @@ def mit_fixture():
                       {"model": "mit_b0 + segformer_head(embed_dim 32, 5 classes)", "parameters": len(names)})
 
 
+class Block(nn.Module):
+    """torchvision BasicBlock / Bottleneck (stride on the 3x3 conv), for the counts."""
+
+    def __init__(self, bottleneck, cin, planes, stride):
+        super().__init__()
+        out = planes * (4 if bottleneck else 1)
+        if bottleneck:
+            self.conv1 = nn.Conv2d(cin, planes, 1, bias=False); self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False); self.bn2 = nn.BatchNorm2d(planes)
+            self.conv3 = nn.Conv2d(planes, out, 1, bias=False); self.bn3 = nn.BatchNorm2d(out)
+        else:
+            self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False); self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False); self.bn2 = nn.BatchNorm2d(planes)
+        if stride != 1 or cin != out:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), nn.BatchNorm2d(out))
+
+
+def resnet_count(bottleneck, depths):
+    m = nn.Module()
+    m.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False); m.bn1 = nn.BatchNorm2d(64)
+    cin = 64
+    for i, d in enumerate(depths):
+        blocks = []
+        for j in range(d):
+            blocks.append(Block(bottleneck, cin, 64 << i, 2 if (j == 0 and i > 0) else 1))
+            cin = (64 << i) * (4 if bottleneck else 1)
+        setattr(m, "layer%d" % (i + 1), nn.Sequential(*blocks))
+    return sum(p.numel() for p in m.parameters())
+
+
+def torchvision_name(peer):
+    p = peer.split(".")
+    if p[0] == "stem":
+        return {"0": "conv1", "1": "bn1"}[p[1]] + "." + p[2]
+    assert p[0] == "layers"
+    head = "layer%d.%s." % (int(p[1]) + 1, p[2])
+    rest = ".".join(p[3:])
+    for k, v in {"c1.": "conv1.", "b1.": "bn1.", "c2.": "conv2.", "b2.": "bn2.", "down.": "downsample."}.items():
+        if rest.startswith(k):
+            return head + v + rest[len(k):]
+    raise KeyError(peer)
+
+
+def resnet_fixture():
+    gen.manual_seed(5)
+    net = ResNet18().double()
+    names = {}
+    with torch.no_grad():
+        for k, p in net.named_parameters():
+            n = torchvision_name(k)
+            names[n] = p
+            p.copy_(fill(n, tuple(p.shape)))
+    net.eval()  # running statistics (0 / 1): batch statistics of 2 values per channel at stage 4 are ill-conditioned
+    x = rnd(2, 3, 32, 32).requires_grad_(True)
+    outs = net(x)
+    ws = [rnd(*o.shape) for o in outs]
+    sum((o * w).sum() for o, w in zip(outs, ws)).backward()
+    t = {"input.x": f32(x), "grad.input.x": f32(x.grad)}
+    for i, (o, w) in enumerate(zip(outs, ws)):
+        t["output.stage%d" % (i + 1)] = f32(o)
+        t["weight.stage%d" % (i + 1)] = f32(w)
+    for n in ["conv1.weight", "bn1.bias", "layer1.1.bn2.bias", "layer2.0.downsample.0.weight",
+              "layer3.1.bn2.weight", "layer4.1.bn1.weight"]:
+        t["grad.param." + n] = f32(names[n].grad)
+    write_safetensors(os.path.join(OUT, "resnet18.safetensors"), t, {"model": "resnet18", "parameters": len(names)})
+
+
 def param_counts():
     meta = {}
     for name, cfg in MIT.items():
         m = MiT(dims=cfg["dims"], depths=cfg["depths"])
         meta[name] = sum(p.numel() for p in m.parameters())
         print(name, meta[name])
+    meta["resnet18"] = resnet_count(False, (2, 2, 2, 2))
+    assert meta["resnet18"] == sum(p.numel() for p in ResNet18().parameters())  # the peer's
+    meta["resnet34"] = resnet_count(False, (3, 4, 6, 3))
+    meta["resnet50"] = resnet_count(True, (3, 4, 6, 3))
+    meta["resnet101"] = resnet_count(True, (3, 4, 23, 3))
+    # torchvision's published totals minus the 1000-way fc layer
+    assert meta["resnet18"] == 11689512 - 513000 and meta["resnet50"] == 25557032 - 2049000
+    assert meta["resnet101"] == 44549160 - 2049000
+    print({k: v for k, v in meta.items() if k.startswith("resnet")})
     write_safetensors(os.path.join(OUT, "param_counts.safetensors"), {"unused": torch.zeros(1)}, meta)
 
 
@@ -213,6 +294,7 @@ def sinkhorn(scores, iters, kappa):
 
 
 def proto_fixture():
+    gen.manual_seed(6)
     B, E, H, W, C, M = 2, 16, 8, 8, 4, 3
     D = E
     gamma, iters, kappa, ignore = 0.9, 3, 0.05, 255
@@ -300,4 +382,5 @@ if __name__ == "__main__":
     torch.manual_seed(0)
     param_counts()
     mit_fixture()
+    resnet_fixture()
     proto_fixture()

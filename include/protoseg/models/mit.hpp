@@ -48,6 +48,9 @@ struct mit_options {
   double norm_eps = 1e-6;
   /// Seed of the initialisation and of the dropout / drop-path generators.
   std::uint64_t seed = 0;
+  /// Re-initialise as NVlabs `_init_weights`; false keeps the layers'
+  /// PyTorch defaults (cheaper when pretrained weights are loaded next).
+  bool init_weights = true;
 };
 
 /// The published configuration of "mit_b0" ... "mit_b5" (value_error for
@@ -147,7 +150,7 @@ class mix_transformer : public nn::module<T, P> {
                                       std::make_shared<nn::layer_norm<T, P>>(nn::layer_norm_options{d, o.norm_eps}));
       cin = d;
     }
-    init_weights(gen);
+    if (o.init_weights) init_weights(gen);
   }
   std::string type_name() const override { return "MixVisionTransformer"; }
   const mit_options& options() const noexcept { return opt_; }

@@ -1,19 +1,22 @@
 #pragma once
 /// \file model.hpp
-/// `models::segmentation_model`: a backbone (MiT-B0..B5), the SegFormer
-/// all-MLP decoder and a head, assembled from a name and options: the
-/// ProtoSeg prototype head (the paper's model) or the parametric softmax
-/// classifier (SegFormer, for comparison). Children `backbone`,
-/// `decode_head` and, for the prototype head, `proto_head` (state keys
-/// `backbone.block1.0.attn.q.weight`, `decode_head.linear_fuse.conv.weight`,
-/// `proto_head.prototypes`, ...); the softmax classifier is the decoder's own
-/// `decode_head.linear_pred`, as in mmsegmentation.
+/// `models::segmentation_model`: a backbone (MiT-B0..B5 or ResNet-18..101),
+/// a decoder (the SegFormer all-MLP decoder for MiT, the FCN head for
+/// ResNet) and a head, assembled from a name and options: the ProtoSeg
+/// prototype head (the paper's model) or the parametric softmax classifier
+/// (for comparison). Children `backbone`, `decode_head` and, for the
+/// prototype head, `proto_head` (state keys `backbone.block1.0.attn.q.weight`,
+/// `decode_head.linear_fuse.conv.weight`, `proto_head.prototypes`, ...); the
+/// softmax classifier is the decoder's own (`decode_head.linear_pred` /
+/// `decode_head.conv_seg`), as in mmsegmentation.
 
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "protoseg/models/fcn_head.hpp"
 #include "protoseg/models/mit.hpp"
+#include "protoseg/models/resnet.hpp"
 #include "protoseg/models/segformer_head.hpp"
 #include "protoseg/proto/head.hpp"
 #include "protoseg/proto/loss.hpp"
@@ -28,16 +31,20 @@ enum class head_kind {
 
 /// Options of `segmentation_model`.
 struct model_options {
-  /// "mit_b0" ... "mit_b5".
+  /// "mit_b0" ... "mit_b5", "resnet18", "resnet34", "resnet50", "resnet101".
   std::string backbone = "mit_b0";
   std::int64_t num_classes = 150;
   head_kind head = head_kind::prototype;
-  /// Decoder width; 0 picks SegFormer's (256 for B0/B1, 768 for B2-B5).
+  /// Decoder width; 0 picks the published one (SegFormer: 256 for B0/B1,
+  /// 768 for B2-B5; FCN: 512).
   std::int64_t decoder_dim = 0;
   /// Dropout2d before the softmax classifier.
   double decoder_dropout = 0.1;
   /// MiT stochastic depth rate.
   double drop_path_rate = 0.1;
+  /// ResNet: the V1c deep stem, and the output stride (8, 16 or 32).
+  bool deep_stem = false;
+  std::int64_t output_stride = 8;
   std::int64_t in_channels = 3;
   /// Prototype head settings (in_channels and num_classes are filled in).
   proto::prototype_head_options proto{};
@@ -60,22 +67,50 @@ class segmentation_model : public nn::module<T, P> {
   using variable_type = variable<T, P>;
 
   explicit segmentation_model(const model_options& o) : opt_(o) {
-    auto mo = mit_config(o.backbone);
-    mo.in_channels = o.in_channels;
-    mo.drop_path_rate = o.drop_path_rate;
-    mo.seed = o.seed;
     nn::detail_init::require_positive(o.num_classes, "segmentation_model", "num_classes");
-    backbone = this->register_module("backbone", std::make_shared<mix_transformer<T, P>>(mo));
-    segformer_head_options ho;
-    ho.in_channels = mo.embed_dims;
-    ho.embed_dim = o.decoder_dim > 0 ? o.decoder_dim : (o.backbone == "mit_b0" || o.backbone == "mit_b1" ? 256 : 768);
-    ho.num_classes = o.head == head_kind::softmax ? o.num_classes : 0;
-    ho.dropout = o.decoder_dropout;
-    ho.seed = o.seed + 1;
-    decode_head = this->register_module("decode_head", std::make_shared<segformer_head<T, P>>(ho));
+    const bool is_mit = o.backbone.rfind("mit_", 0) == 0;
+    const std::int64_t classes = o.head == head_kind::softmax ? o.num_classes : 0;
+    std::int64_t width = 0;
+    if (is_mit) {
+      auto mo = mit_config(o.backbone);
+      mo.in_channels = o.in_channels;
+      mo.drop_path_rate = o.drop_path_rate;
+      mo.seed = o.seed;
+      mit = std::make_shared<mix_transformer<T, P>>(mo);
+      backbone = this->register_module("backbone", std::shared_ptr<nn::module<T, P>>(mit));
+      segformer_head_options ho;
+      ho.in_channels = mo.embed_dims;
+      ho.embed_dim = o.decoder_dim > 0 ? o.decoder_dim : (o.backbone == "mit_b0" || o.backbone == "mit_b1" ? 256 : 768);
+      ho.num_classes = classes;
+      ho.dropout = o.decoder_dropout;
+      ho.seed = o.seed + 1;
+      segformer = std::make_shared<segformer_head<T, P>>(ho);
+      decode_head = this->register_module("decode_head", std::shared_ptr<nn::module<T, P>>(segformer));
+      width = ho.embed_dim;
+    } else if (o.backbone.rfind("resnet", 0) == 0) {
+      auto ro = resnet_config(o.backbone);
+      ro.in_channels = o.in_channels;
+      ro.deep_stem = o.deep_stem;
+      ro.output_stride = o.output_stride;
+      ro.seed = o.seed;
+      res = std::make_shared<resnet<T, P>>(ro);
+      backbone = this->register_module("backbone", std::shared_ptr<nn::module<T, P>>(res));
+      fcn_head_options fo;
+      fo.in_channels = res->out_channels()[3];
+      fo.channels = o.decoder_dim > 0 ? o.decoder_dim : 512;
+      fo.num_classes = classes;
+      fo.dropout = o.decoder_dropout;
+      fo.seed = o.seed + 1;
+      fcn = std::make_shared<fcn_head<T, P>>(fo);
+      decode_head = this->register_module("decode_head", std::shared_ptr<nn::module<T, P>>(fcn));
+      width = fo.channels;
+    } else {
+      ::protoseg::detail::fail<value_error>("segmentation_model: backbone is '", o.backbone,
+                                            "', expected mit_b0 ... mit_b5 or resnet18, resnet34, resnet50, resnet101");
+    }
     if (o.head == head_kind::prototype) {
       auto po = o.proto;
-      po.in_channels = ho.embed_dim;
+      po.in_channels = width;
       po.num_classes = o.num_classes;
       if (po.seed == 0) po.seed = o.seed + 2;
       proto_head = this->register_module("proto_head", std::make_shared<proto::prototype_head<T, P>>(po));
@@ -87,7 +122,7 @@ class segmentation_model : public nn::module<T, P> {
   /// image (B, in_channels, H, W); labels (B, H, W) int64, optional (used
   /// by the prototype step in training).
   model_output<T, P> forward(const variable_type& image, const tensor<std::int64_t, P>& labels = {}) {
-    auto feats = decode_head->forward(backbone->forward(image));
+    auto feats = decode(features(image));
     model_output<T, P> out;
     if (proto_head) {
       out.proto = proto_head->forward(feats, labels);
@@ -108,8 +143,20 @@ class segmentation_model : public nn::module<T, P> {
     return proto::segmentation_loss(out.logits, labels, opt_.loss);
   }
 
-  std::shared_ptr<mix_transformer<T, P>> backbone;
-  std::shared_ptr<segformer_head<T, P>> decode_head;
+  /// The backbone's four features.
+  std::vector<variable_type> features(const variable_type& image) {
+    return mit ? mit->forward(image) : res->forward(image);
+  }
+  /// The decoder's output: class logits (softmax head) or features.
+  variable_type decode(const std::vector<variable_type>& feats) {
+    return segformer ? segformer->forward(feats) : fcn->forward(feats);
+  }
+
+  std::shared_ptr<nn::module<T, P>> backbone, decode_head;
+  std::shared_ptr<mix_transformer<T, P>> mit;      ///< the backbone when it is a MiT
+  std::shared_ptr<resnet<T, P>> res;               ///< the backbone when it is a ResNet
+  std::shared_ptr<segformer_head<T, P>> segformer; ///< the decoder with a MiT
+  std::shared_ptr<fcn_head<T, P>> fcn;             ///< the decoder with a ResNet
   std::shared_ptr<proto::prototype_head<T, P>> proto_head;  ///< null for the softmax head
 
  private:
