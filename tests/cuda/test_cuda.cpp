@@ -5,82 +5,18 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
-#include <protoseg/cuda.hpp>
+#include "parity.hpp"
 
 #include <cmath>
 #include <functional>
 #include <vector>
 
 // libcu++ declares a global namespace ::cuda, so after `using namespace
-// protoseg` the name `cuda` is ambiguous: the using-declaration below makes
-// it mean the policy inside this namespace.
+// protoseg` the name `cuda` is ambiguous: parity.hpp's using-declaration
+// makes it mean the policy inside its namespace.
 namespace cuda_parity {
-using namespace protoseg;
-using protoseg::cuda;
-
-namespace {
-
-constexpr double op_rtol = 1e-5;  // ops: cpu and cuda agree within 1e-5 relative
-
-template <class T, class P>
-std::vector<double> host(const tensor<T, P>& t) {
-  auto v = t.to_vector();
-  return {v.begin(), v.end()};
-}
-
-template <class A, class B>
-bool agree(const A& got, const B& ref, double rtol = op_rtol) {
-  if (!(got.shape() == ref.shape())) return false;
-  const auto g = host(got), r = host(ref);
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    if (std::isnan(r[i]) && std::isnan(g[i])) continue;
-    if (!(std::abs(g[i] - r[i]) <= rtol * (std::abs(r[i]) + 1))) return false;
-  }
-  return true;
-}
-
-/// Runs f on cpu tensors and on the same values as cuda tensors; compares.
-template <class F, class... Ts>
-void parity(F f, const Ts&... in) {
-  auto ref = f(in...);
-  auto got = f(in.template to<cuda>()...);
-  CHECK(agree(got, ref));
-}
-
-/// Same for a differentiable function of variables: the value and the
-/// gradient of every input must agree.
-template <class F>
-void grad_parity(F f, const std::vector<tensor<double>>& in) {
-  std::vector<variable<double, cpu>> vc;
-  std::vector<variable<double, cuda>> vg;
-  for (const auto& t : in) {
-    vc.emplace_back(t.clone(), true);
-    vg.emplace_back(t.to<cuda>(), true);
-  }
-  auto oc = f(vc);
-  auto og = f(vg);
-  REQUIRE(agree(og.value(), oc.value()));
-  generator gen(11);
-  auto w = rand<double>(oc.shape(), gen, 0.5, 1.5);
-  oc.backward(w);
-  og.backward(w.template to<cuda>());
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    CAPTURE(i);
-    REQUIRE(vc[i].has_grad() == vg[i].has_grad());
-    if (vc[i].has_grad()) CHECK(agree(vg[i].grad(), vc[i].grad()));
-  }
-}
-
-tensor<double> rnd(shape s, std::uint64_t seed, double lo = -1, double hi = 1) {
-  generator g(seed);
-  return rand<double>(s, g, lo, hi);
-}
-tensor<float> rndf(shape s, std::uint64_t seed, float lo = -1, float hi = 1) {
-  generator g(seed);
-  return rand<float>(s, g, lo, hi);
-}
-
-}  // namespace
+using namespace cuda_parity_harness;
+using protoseg::cuda;  // a using-declaration here: the directive alone leaves ::cuda ambiguous
 
 TEST_CASE("cuda policy: storage, copies, views and creation") {
   static_assert(policy<cuda>);

@@ -8,7 +8,7 @@
 #include <doctest/doctest.h>
 
 #include <protoseg/backend/cuda/nn.cuh>
-#include <protoseg/cuda.hpp>
+#include "parity.hpp"
 #include <protoseg/nn/all.hpp>
 
 #include <cmath>
@@ -17,57 +17,10 @@
 #include <vector>
 
 namespace cuda_nn_parity {
-using namespace protoseg;
-using protoseg::cuda;  // libcu++ declares a global namespace ::cuda
+using namespace cuda_parity_harness;
+using protoseg::cuda;  // a using-declaration here: the directive alone leaves ::cuda ambiguous
 
 namespace {
-
-constexpr double op_rtol = 1e-5;     // primitives and layers
-constexpr double model_rtol = 1e-4;  // composed modules in float
-
-template <class T, class P>
-std::vector<double> host(const tensor<T, P>& t) {
-  auto v = t.to_vector();
-  return {v.begin(), v.end()};
-}
-
-template <class A, class B>
-bool agree(const A& got, const B& ref, double rtol = op_rtol) {
-  if (!(got.shape() == ref.shape())) return false;
-  const auto g = host(got), r = host(ref);
-  for (std::size_t i = 0; i < g.size(); ++i)
-    if (!(std::abs(g[i] - r[i]) <= rtol * (std::abs(r[i]) + 1))) return false;
-  return true;
-}
-
-tensor<double> rnd(shape s, std::uint64_t seed, double lo = -1, double hi = 1) {
-  generator g(seed);
-  return rand<double>(s, g, lo, hi);
-}
-
-/// f on cpu variables and on the same values as cuda variables: values and
-/// the gradient of every input must agree.
-template <class F>
-void grad_parity(F f, const std::vector<tensor<double>>& in, double rtol = op_rtol) {
-  std::vector<variable<double, cpu>> vc;
-  std::vector<variable<double, cuda>> vg;
-  for (const auto& t : in) {
-    vc.emplace_back(t.clone(), true);
-    vg.emplace_back(t.to<cuda>(), true);
-  }
-  auto oc = f(vc);
-  auto og = f(vg);
-  REQUIRE(agree(og.value(), oc.value(), rtol));
-  generator gen(11);
-  auto w = rand<double>(oc.shape(), gen, 0.5, 1.5);
-  oc.backward(w);
-  og.backward(w.template to<cuda>());
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    CAPTURE(i);
-    REQUIRE(vc[i].has_grad() == vg[i].has_grad());
-    if (vc[i].has_grad()) CHECK(agree(vg[i].grad(), vc[i].grad(), rtol));
-  }
-}
 
 /// Two modules built from the same seed on each policy: outputs and every
 /// parameter gradient agree.
