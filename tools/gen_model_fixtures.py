@@ -27,6 +27,12 @@ float32-representable values. Files in tests/fixtures/models/:
   resnet18.safetensors  the peer's ResNet-18 (torchvision names, eval mode)
       on 2x3x32x32 images: the four stage outputs, the loss sum_s sum(w_s * out_s),
       d loss / d image and d loss / d (a few parameters).
+  model_step.safetensors  one training step of the whole ProtoSeg model
+      (MiT-B0, SegFormer decoder of width 16, head with C=4, M=3) on a
+      1x3x64x64 image with 1x64x64 labels: the same outputs as proto_step,
+      d total / d image and d total / d (a few parameters), and in the
+      metadata the largest relative gradient error of PyTorch's own float32
+      run (these gradients are ill-conditioned in float).
   param_counts.safetensors  metadata: parameter counts of MiT-B0..B5 and
       ResNet-18/34/50/101 (without the classification layer).
 """
@@ -293,88 +299,194 @@ def sinkhorn(scores, iters, kappa):
     return (L * B).t()
 
 
+class ProtoHead(nn.Module):
+    """The ProtoSeg head (published names): projection head, feature and class norms."""
+
+    def __init__(self, E, D, C):
+        super().__init__()
+        self.proj_head = nn.Module()
+        self.proj_head.proj = nn.Sequential(nn.Conv2d(E, E, 1), nn.Sequential(nn.BatchNorm2d(E), nn.ReLU()),
+                                            nn.Conv2d(E, D, 1))
+        self.feat_norm = nn.LayerNorm(D)
+        self.mask_norm = nn.LayerNorm(C)
+
+
+def head_step(head, feats, labels, protos0, C, M, gamma, iters, kappa, ignore):
+    """Forward of the head and the prototype step (published semantics, Gumbel off)."""
+    B, _, H, W = feats.shape
+    D = protos0.shape[-1]
+    c = head.proj_head.proj(feats)
+    c = F.normalize(head.feat_norm(c.permute(0, 2, 3, 1).reshape(-1, D)), dim=-1)
+    protos = F.normalize(protos0, dim=-1)
+    proto_logits = c @ protos.view(-1, D).t()
+    masks = proto_logits.view(-1, C, M)
+    seg = head.mask_norm(masks.amax(2))
+    logits = seg.reshape(B, H, W, C).permute(0, 3, 1, 2)
+    gt = F.interpolate(labels[:, None].double(), size=(H, W), mode="nearest").long().view(-1)
+    pred = seg.detach().argmax(1)
+    top2 = seg.detach().topk(2, dim=1).values
+    margin = (top2[:, 0] - top2[:, 1]).min().item()
+    correct = gt == pred
+    target = gt.clone()
+    new = protos.detach().clone()
+    cd = c.detach()
+    sk_margin = 1.0
+    for k in range(C):
+        sel = gt == k
+        if sel.sum() == 0:
+            continue
+        q = sinkhorn(masks.detach()[sel][:, k], iters, kappa)
+        t2 = q.topk(2, dim=1).values
+        sk_margin = min(sk_margin, (t2[:, 0] - t2[:, 1]).min().item())
+        idx = q.argmax(1)
+        onehot = F.one_hot(idx, M).to(cd.dtype)
+        m_k = correct[sel].to(cd.dtype)
+        m_q = onehot * m_k[:, None]
+        f = m_q.t() @ (cd[sel] * m_k[:, None])
+        n = m_q.sum(0)
+        if n.sum() > 0:
+            f = F.normalize(f, dim=-1)
+            new[k, n != 0] = gamma * new[k, n != 0] + (1 - gamma) * f[n != 0]
+        target[sel] = idx + M * k
+    new = F.normalize(new, dim=-1)
+    ok = margin > 1e-3 and sk_margin > 1e-3 and correct.sum() > 0
+    return dict(logits=logits, proto_logits=proto_logits, target=target, new=new, ok=ok, margin=margin,
+                sk_margin=sk_margin, correct=int(correct[gt != ignore].sum().item()))
+
+
+def objective(r, labels, ignore):
+    logits, proto_logits, target = r["logits"], r["proto_logits"], r["target"]
+    up = F.interpolate(logits, size=labels.shape[1:], mode="bilinear", align_corners=False)
+    ce = F.cross_entropy(up, labels, ignore_index=ignore)
+    ppc = F.cross_entropy(proto_logits, target, ignore_index=ignore)
+    keep = target != ignore
+    ppd = (1 - proto_logits[keep].gather(1, target[keep][:, None])).pow(2).mean()
+    return ce, ppc, ppd, ce + 0.01 * ppc + 0.001 * ppd
+
+
+def fill_module(m, prefix=""):
+    names = {}
+    with torch.no_grad():
+        for k, p in m.named_parameters():
+            names[prefix + k] = p
+            p.copy_(fill(prefix + k, tuple(p.shape)))
+    return names
+
+
+def step_outputs(r, losses):
+    ce, ppc, ppd, total = losses
+    return {"output.logits": f32(r["logits"]), "output.proto_logits": f32(r["proto_logits"]),
+            "output.targets": r["target"], "output.prototypes": f32(r["new"]), "output.ce": f32(ce.reshape(1)),
+            "output.ppc": f32(ppc.reshape(1)), "output.ppd": f32(ppd.reshape(1)), "output.total": f32(total.reshape(1))}
+
+
 def proto_fixture():
     gen.manual_seed(6)
     B, E, H, W, C, M = 2, 16, 8, 8, 4, 3
     D = E
     gamma, iters, kappa, ignore = 0.9, 3, 0.05, 255
-    proj0 = nn.Conv2d(E, E, 1)
-    bn = nn.BatchNorm2d(E)
-    proj2 = nn.Conv2d(E, D, 1)
-    feat_norm = nn.LayerNorm(D)
-    mask_norm = nn.LayerNorm(C)
-    params = {"proj_head.proj.0.weight": proj0.weight, "proj_head.proj.0.bias": proj0.bias,
-              "proj_head.proj.1.0.weight": bn.weight, "proj_head.proj.1.0.bias": bn.bias,
-              "proj_head.proj.2.weight": proj2.weight, "proj_head.proj.2.bias": proj2.bias,
-              "feat_norm.weight": feat_norm.weight, "feat_norm.bias": feat_norm.bias,
-              "mask_norm.weight": mask_norm.weight, "mask_norm.bias": mask_norm.bias}
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(fill(n, tuple(p.shape)))
+    head = ProtoHead(E, D, C)
+    params = fill_module(head)
     for attempt in range(100):
         x = rnd(B, E, H, W).requires_grad_(True)
         labels = torch.randint(0, C, (B, 2 * H, 2 * W), generator=gen)
         labels[torch.rand(labels.shape, generator=gen) < 0.1] = ignore
         protos0 = rnd(C, M, D)
-
-        c = proj2(F.relu(bn(proj0(x))))
-        c = F.normalize(feat_norm(c.permute(0, 2, 3, 1).reshape(-1, D)), dim=-1)
-        protos = F.normalize(protos0, dim=-1)
-        proto_logits = c @ protos.view(-1, D).t()
-        masks = proto_logits.view(-1, C, M)
-        seg = mask_norm(masks.amax(2))
-        logits = seg.reshape(B, H, W, C).permute(0, 3, 1, 2)
-
-        gt = F.interpolate(labels[:, None].double(), size=(H, W), mode="nearest").long().view(-1)
-        pred = seg.detach().argmax(1)
-        top2 = seg.detach().topk(2, dim=1).values
-        margin = (top2[:, 0] - top2[:, 1]).min().item()
-        correct = gt == pred
-        target = gt.clone()
-        new = protos.detach().clone()
-        cd = c.detach()
-        sk_margin = 1.0
-        for k in range(C):
-            sel = gt == k
-            if sel.sum() == 0:
-                continue
-            q = sinkhorn(masks.detach()[sel][:, k], iters, kappa)
-            t2 = q.topk(2, dim=1).values
-            sk_margin = min(sk_margin, (t2[:, 0] - t2[:, 1]).min().item())
-            idx = q.argmax(1)
-            onehot = F.one_hot(idx, M).double()
-            m_k = correct[sel].double()
-            m_q = onehot * m_k[:, None]
-            f = m_q.t() @ (cd[sel] * m_k[:, None])
-            n = m_q.sum(0)
-            if n.sum() > 0:
-                f = F.normalize(f, dim=-1)
-                new[k, n != 0] = gamma * new[k, n != 0] + (1 - gamma) * f[n != 0]
-            target[sel] = idx + M * k
-        new = F.normalize(new, dim=-1)
-        if margin > 1e-3 and sk_margin > 1e-3 and correct.sum() > 0:
+        r = head_step(head, x, labels, protos0, C, M, gamma, iters, kappa, ignore)
+        if r["ok"]:
             break
     else:
         raise RuntimeError("no fixture without near ties")
-
-    up = F.interpolate(logits, size=(2 * H, 2 * W), mode="bilinear", align_corners=False)
-    ce = F.cross_entropy(up, labels, ignore_index=ignore)
-    ppc = F.cross_entropy(proto_logits, target, ignore_index=ignore)
-    keep = target != ignore
-    ppd = (1 - proto_logits[keep].gather(1, target[keep][:, None])).pow(2).mean()
-    total = ce + 0.01 * ppc + 0.001 * ppd
-    total.backward()
+    losses = objective(r, labels, ignore)
+    losses[3].backward()
     t = {"input.features": f32(x), "input.labels": labels, "input.prototypes": f32(protos0),
-         "output.logits": f32(logits), "output.proto_logits": f32(proto_logits), "output.targets": target,
-         "output.prototypes": f32(new), "output.ce": f32(ce.reshape(1)), "output.ppc": f32(ppc.reshape(1)),
-         "output.ppd": f32(ppd.reshape(1)), "output.total": f32(total.reshape(1)), "grad.input.features": f32(x.grad)}
+         "grad.input.features": f32(x.grad)}
+    t.update(step_outputs(r, losses))
     for n, p in params.items():
         t["grad.param." + n] = f32(p.grad)
     write_safetensors(os.path.join(OUT, "proto_step.safetensors"), t,
                       {"C": C, "M": M, "D": D, "E": E, "gamma": gamma, "iterations": iters, "kappa": kappa,
-                       "ignore_index": ignore, "correct": int(correct[gt != ignore].sum().item()),
-                       "class_margin": margin, "sinkhorn_margin": sk_margin})
-    print("proto step: correct", int(correct.sum()), "margins", margin, sk_margin)
+                       "ignore_index": ignore, "correct": r["correct"], "class_margin": r["margin"],
+                       "sinkhorn_margin": r["sk_margin"]})
+    print("proto step: correct", r["correct"], "margins", r["margin"], r["sk_margin"])
+
+
+MODEL_STEP_GRADS = ["backbone.patch_embed1.proj.bias", "backbone.block2.1.attn.q.weight", "backbone.norm4.weight",
+                    "decode_head.linear_c2.proj.weight", "decode_head.linear_fuse.bn.bias",
+                    "proto_head.proj_head.proj.2.weight", "proto_head.mask_norm.weight"]
+
+
+def run_model_step(dtype, x, labels, protos0, E, C, M, gamma, iters, kappa, ignore):
+    """MiT-B0 + SegFormer decoder (no classifier) + ProtoSeg head, one step in `dtype`."""
+    enc = MiT(dims=MIT["mit_b0"]["dims"], depths=MIT["mit_b0"]["depths"]).to(dtype)
+    dec = SegFormerHead(MIT["mit_b0"]["dims"], E, 1).to(dtype)
+    head = ProtoHead(E, E, C).to(dtype)
+    names = {}
+    with torch.no_grad():
+        for k, p in enc.named_parameters():
+            names["backbone." + nvlabs_name(k)] = p
+        for k, p in dec.named_parameters():
+            if not k.startswith("linear_pred"):
+                names["decode_head." + k] = p
+        for k, p in head.named_parameters():
+            names["proto_head." + k] = p
+        for n, p in names.items():
+            p.copy_(fill(n, tuple(p.shape)))
+    x = x.detach().to(dtype).clone().requires_grad_(True)
+    fs = enc(x)
+    Hh, Ww = fs[0].shape[2:]
+    parts = []
+    for i in (3, 2, 1, 0):
+        f = fs[i]
+        B, _, h, w = f.shape
+        y = getattr(dec, "linear_c%d" % (i + 1)).proj(f.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(B, -1, h, w)
+        if i > 0:
+            y = F.interpolate(y, size=(Hh, Ww), mode="bilinear", align_corners=False)
+        parts.append(y)
+    feats = F.relu(dec.linear_fuse.bn(dec.linear_fuse.conv(torch.cat(parts, 1))))
+    r = head_step(head, feats, labels, protos0.to(dtype), C, M, gamma, iters, kappa, ignore)
+    losses = objective(r, labels, ignore)
+    losses[3].backward()
+    return r, losses, names, x
+
+
+def model_step_fixture():
+    """One training step of the whole model. The gradients of this loss are
+    ill-conditioned in float32 (small, from cancelling terms), so the fixture
+    also records how far PyTorch's own float32 run is from the float64
+    reference; the test holds the C++ float run to a small multiple of it."""
+    gen.manual_seed(7)
+    E, C, M = 16, 4, 3
+    cfg = dict(E=E, C=C, M=M, gamma=0.9, iters=3, kappa=0.05, ignore=255)
+    for attempt in range(100):
+        x = rnd(1, 3, 64, 64)
+        labels = torch.randint(0, C, (1, 64, 64), generator=gen)
+        labels[torch.rand(labels.shape, generator=gen) < 0.1] = 255
+        protos0 = rnd(C, M, E)
+        r, losses, names, xv = run_model_step(torch.float64, x, labels, protos0, **cfg)
+        if r["ok"]:
+            break
+    else:
+        raise RuntimeError("no fixture without near ties")
+    t = {"input.x": f32(x), "input.labels": labels, "input.prototypes": f32(protos0), "grad.input.x": f32(xv.grad)}
+    t.update(step_outputs(r, losses))
+    for n in MODEL_STEP_GRADS:
+        t["grad.param." + n] = f32(names[n].grad)
+
+    def err(a, b):
+        return ((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
+
+    r32, _, names32, x32 = run_model_step(torch.float32, x, labels, protos0, **cfg)
+    assert bool((r32["target"] == r["target"]).all())
+    errs = {n: err(names32[n].grad, names[n].grad) for n in MODEL_STEP_GRADS}
+    errs["x"] = err(x32.grad, xv.grad)
+    print(errs)
+    f32_err = max(errs.values())
+    write_safetensors(os.path.join(OUT, "model_step.safetensors"), t,
+                      {"C": C, "M": M, "E": E, "gamma": cfg["gamma"], "iterations": cfg["iters"], "kappa": cfg["kappa"],
+                       "ignore_index": 255, "correct": r["correct"], "parameters": len(names),
+                       "torch_float32_grad_error": "%.3e" % f32_err})
+    print("model step: correct", r["correct"], "margins", r["margin"], r["sk_margin"], "torch float32 grad error", f32_err)
 
 
 if __name__ == "__main__":
@@ -384,3 +496,4 @@ if __name__ == "__main__":
     mit_fixture()
     resnet_fixture()
     proto_fixture()
+    model_step_fixture()
