@@ -1,30 +1,26 @@
-# The cuda policy's tests (CTest names contain "cuda").
-#  test_cuda_omp: tests/cuda/test_cuda.cpp with g++ on Thrust's OpenMP device
-#                 system, compared with the cpu policy; runs everywhere.
-#  test_cuda_gpu: the same source compiled by nvcc for the GPU; built in CI so
-#                 CUDA-only code cannot rot, run only where a GPU is present.
+# The cuda policy's tests (CTest names contain "cuda"). Each parity suite in
+# tests/cuda/ is built twice:
+#  <name>_omp: with g++ on Thrust's OpenMP device system, compared with the
+#              cpu policy; registered with CTest, runs everywhere.
+#  <name>_gpu: the same source compiled by nvcc for the GPU; built in CI so
+#              CUDA-only code cannot rot, run only where a GPU is present.
 if(NOT PROTOSEG_HAVE_CUDA OR PROTOSEG_SANITIZE_SUBSET)
   return()
 endif()
-add_executable(test_cuda_omp cuda/test_cuda.cpp)
-target_link_libraries(test_cuda_omp PRIVATE protoseg_build_flags protoseg::cuda_omp doctest::doctest)
-doctest_discover_tests(test_cuda_omp TEST_PREFIX "test_cuda_omp/" ADD_LABELS 0)
 
-if(PROTOSEG_NVCC)
-  configure_file(cuda/test_cuda.cpp ${CMAKE_CURRENT_BINARY_DIR}/test_cuda_gpu.cu COPYONLY)
-  add_executable(test_cuda_gpu ${CMAKE_CURRENT_BINARY_DIR}/test_cuda_gpu.cu)
-  target_link_libraries(test_cuda_gpu PRIVATE protoseg::protoseg doctest::doctest CUDA::cublas CUDA::cudart)
-  target_compile_options(test_cuda_gpu PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20 -O3 --expt-relaxed-constexpr -Xcompiler=-fopenmp>)
-endif()
+function(protoseg_add_cuda_suite source name)
+  add_executable(${name}_omp cuda/${source})
+  target_link_libraries(${name}_omp PRIVATE protoseg_build_flags protoseg::cuda_omp doctest::doctest)
+  doctest_discover_tests(${name}_omp TEST_PREFIX "${name}_omp/" ADD_LABELS 0)
+  if(PROTOSEG_NVCC)
+    configure_file(cuda/${source} ${CMAKE_CURRENT_BINARY_DIR}/${name}_gpu.cu COPYONLY)
+    add_executable(${name}_gpu ${CMAKE_CURRENT_BINARY_DIR}/${name}_gpu.cu)
+    target_include_directories(${name}_gpu PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/cuda)
+    target_link_libraries(${name}_gpu PRIVATE protoseg::protoseg doctest::doctest CUDA::cublas CUDA::cudart)
+    target_compile_options(${name}_gpu PRIVATE
+      $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20 -O3 --expt-relaxed-constexpr -Xcompiler=-fopenmp>)
+  endif()
+endfunction()
 
-# The layer primitives and modules (tests/cuda/test_cuda_nn.cpp), built the same two ways.
-add_executable(test_cuda_nn_omp cuda/test_cuda_nn.cpp)
-target_link_libraries(test_cuda_nn_omp PRIVATE protoseg_build_flags protoseg::cuda_omp doctest::doctest)
-doctest_discover_tests(test_cuda_nn_omp TEST_PREFIX "test_cuda_nn_omp/" ADD_LABELS 0)
-
-if(PROTOSEG_NVCC)
-  configure_file(cuda/test_cuda_nn.cpp ${CMAKE_CURRENT_BINARY_DIR}/test_cuda_nn_gpu.cu COPYONLY)
-  add_executable(test_cuda_nn_gpu ${CMAKE_CURRENT_BINARY_DIR}/test_cuda_nn_gpu.cu)
-  target_link_libraries(test_cuda_nn_gpu PRIVATE protoseg::protoseg doctest::doctest CUDA::cublas CUDA::cudart)
-  target_compile_options(test_cuda_nn_gpu PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20 -O3 --expt-relaxed-constexpr -Xcompiler=-fopenmp>)
-endif()
+protoseg_add_cuda_suite(test_cuda.cpp test_cuda)        # every tensor primitive, op and solver
+protoseg_add_cuda_suite(test_cuda_nn.cpp test_cuda_nn)  # the layer primitives and modules
