@@ -17,6 +17,7 @@
 #include <protoseg/proto/loss.hpp>
 #include <protoseg/proto/step.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <map>
@@ -312,7 +313,17 @@ TEST_CASE_TEMPLATE("parity: one training step of the whole ProtoSeg model (MiT-B
   variable<T> x(cast<T>(f.get<float>("input.x")), true);
   const auto labels = f.get<std::int64_t>("input.labels");
   auto out = m.forward(x, labels);
-  const double rtol = parity_rtol<T>();
+  // This step is ill-conditioned in float (a LayerNorm over 4 close class
+  // scores, gradients that are small sums of cancelling terms): PyTorch's own
+  // float32 run is up to 7.5e-5 (values) and 6.6e-4 (gradients) off its
+  // float64 reference, as the generator records. Float is held to 4x
+  // PyTorch's float32 error (at least 1e-4); double to 1e-6 as everywhere.
+  const double torch_value = std::stod(f.metadata.at("torch_float32_value_error"));
+  const double torch_grad = std::stod(f.metadata.at("torch_float32_grad_error"));
+  CHECK(torch_value < 2e-4);
+  CHECK(torch_grad < 1e-3);
+  const double rtol = sizeof(T) == 4 ? std::max(parity_rtol_float, 4 * torch_value) : parity_rtol_double;
+  const double grad_rtol = sizeof(T) == 4 ? std::max(parity_rtol_float, 4 * torch_grad) : parity_rtol_double;
   std::string why;
   INFO((sizeof(T) == 4 ? "float" : "double"));
   CHECK_MESSAGE(agree(out.logits.value(), ref<T>(f, "output.logits"), rtol, &why), "logits: ", why);
@@ -328,12 +339,6 @@ TEST_CASE_TEMPLATE("parity: one training step of the whole ProtoSeg model (MiT-B
     CHECK_MESSAGE(agree(v.value().reshape({1}), ref<T>(f, "output." + name), rtol, &why), name, ": ", why);
   }
   terms.total.backward();
-  // These gradients are small sums of cancelling terms: PyTorch's own float32
-  // run is several 1e-4 off the float64 reference (recorded by the
-  // generator). Float is held to 4x that; double to 1e-6 as everywhere.
-  const double torch_f32 = std::stod(f.metadata.at("torch_float32_grad_error"));
-  const double grad_rtol = sizeof(T) == 4 ? std::max(parity_rtol_float, 4 * torch_f32) : parity_rtol_double;
-  CHECK(torch_f32 < 1e-3);
   REQUIRE(x.has_grad());
   CHECK_MESSAGE(agree(x.grad(), ref<T>(f, "grad.input.x"), grad_rtol, &why), "grad x: ", why);
   auto ps = params_by_name(m);
@@ -458,6 +463,20 @@ TEST_CASE("prototype head: eval, update off, Gumbel sampling and the ignore labe
     CHECK(h1->prototypes.to_vector() == h2->prototypes.to_vector());
     std::string why;
     CHECK_FALSE(agree(h1->prototypes, ref<float>(f, "output.prototypes"), 1e-6, &why));
+  }
+  SUBCASE("every pixel ignored: targets ignored, prototypes unchanged, PPC = PPD = 0") {
+    auto h = make(base);
+    auto none = full<std::int64_t>(labels.shape(), 255);
+    auto out = h->forward(variable<float>(feats), none);
+    const auto t = out.proto_targets.to_vector();
+    CHECK(std::all_of(t.begin(), t.end(), [](std::int64_t v) { return v == 255; }));
+    CHECK(out.correct == 0);
+    auto normalised = f.get<float>("input.prototypes");
+    proto::detail::normalize_rows(normalised);
+    CHECK(h->prototypes.to_vector() == normalised.to_vector());
+    auto terms = proto::protoseg_loss(out, none);
+    CHECK(terms.ppc.value().item() == 0.0f);
+    CHECK(terms.ppd.value().item() == 0.0f);
   }
   SUBCASE("ignore label 255 inside [0, C * M): targets use -1") {
     proto::prototype_head<float> h({.in_channels = 4, .num_classes = 30, .num_prototypes = 10});

@@ -31,8 +31,8 @@ float32-representable values. Files in tests/fixtures/models/:
       (MiT-B0, SegFormer decoder of width 16, head with C=4, M=3) on a
       1x3x64x64 image with 1x64x64 labels: the same outputs as proto_step,
       d total / d image and d total / d (a few parameters), and in the
-      metadata the largest relative gradient error of PyTorch's own float32
-      run (these gradients are ill-conditioned in float).
+      metadata the largest relative value and gradient errors of PyTorch's
+      own float32 run (this step is ill-conditioned in float).
   param_counts.safetensors  metadata: parameter counts of MiT-B0..B5 and
       ResNet-18/34/50/101 (without the classification layer).
 """
@@ -476,7 +476,10 @@ def model_step_fixture():
     def err(a, b):
         return ((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
 
-    r32, _, names32, x32 = run_model_step(torch.float32, x, labels, protos0, **cfg)
+    r32, losses32, names32, x32 = run_model_step(torch.float32, x, labels, protos0, **cfg)
+    value_errs = {k: err(r32[k].detach(), r[k].detach()) for k in ("logits", "proto_logits", "new")}
+    value_errs.update({k: err(a.detach(), b.detach()) for k, a, b in zip(("ce", "ppc", "ppd", "total"), losses32, losses)})
+    print(value_errs)
     assert bool((r32["target"] == r["target"]).all())
     errs = {n: err(names32[n].grad, names[n].grad) for n in MODEL_STEP_GRADS}
     errs["x"] = err(x32.grad, xv.grad)
@@ -485,7 +488,8 @@ def model_step_fixture():
     write_safetensors(os.path.join(OUT, "model_step.safetensors"), t,
                       {"C": C, "M": M, "E": E, "gamma": cfg["gamma"], "iterations": cfg["iters"], "kappa": cfg["kappa"],
                        "ignore_index": 255, "correct": r["correct"], "parameters": len(names),
-                       "torch_float32_grad_error": "%.3e" % f32_err})
+                       "torch_float32_grad_error": "%.3e" % f32_err,
+                       "torch_float32_value_error": "%.3e" % max(value_errs.values())})
     print("model step: correct", r["correct"], "margins", r["margin"], r["sk_margin"], "torch float32 grad error", f32_err)
 
 
