@@ -47,6 +47,17 @@
 #include "protoseg/io/safetensors.hpp"
 #include "protoseg/nn/all.hpp"
 
+#include "protoseg/loss/prototype.hpp"
+#include "protoseg/models/fcn_head.hpp"
+#include "protoseg/models/mit.hpp"
+#include "protoseg/models/model.hpp"
+#include "protoseg/models/module_list.hpp"
+#include "protoseg/models/resnet.hpp"
+#include "protoseg/models/segformer_head.hpp"
+#include "protoseg/proto/head.hpp"
+#include "protoseg/proto/loss.hpp"
+#include "protoseg/proto/step.hpp"
+
 #include "protoseg/data/fashion_mnist.hpp"
 #include "protoseg/data/idx.hpp"
 #include "protoseg/io/npy.hpp"
