@@ -348,3 +348,21 @@ TEST_CASE("the cpu allocator reuses freed blocks and can be emptied") {
   set_cpu_cache_limit(std::size_t(1) << 30);
 #endif
 }
+
+TEST_CASE("matmul split over threads equals the single-threaded product") {
+  generator g(8);
+  for (auto dims : std::vector<std::array<std::int64_t, 3>>{{7, 1000, 300}, {1000, 9, 300}, {513, 517, 129}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        const auto [m, n, k] = dims;
+        auto a = randn<double>(ta ? shape{k, m} : shape{m, k}, g);
+        auto b = randn<double>(tb ? shape{n, k} : shape{k, n}, g);
+        const int before = num_threads();
+        set_num_threads(1);
+        auto one = matmul(a, b, ta, tb);
+        set_num_threads(2);
+        auto two = matmul(a, b, ta, tb);
+        set_num_threads(before);
+        CHECK(close(two, one, 1e-12));
+      }
+}
