@@ -46,9 +46,6 @@
 #include <string>
 #include <vector>
 
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 
 namespace ps = protoseg;
 namespace fs = std::filesystem;
@@ -761,14 +758,6 @@ int run(const options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-#if defined(__GLIBC__)
-  // Every tensor operation allocates its result. By default glibc serves
-  // blocks above 128 KiB with mmap and unmaps them on free, so each step pays
-  // page faults again; keeping them in the heap makes training ~1.5x faster.
-  mallopt(M_MMAP_THRESHOLD, 256 << 20);
-  mallopt(M_TRIM_THRESHOLD, 512 << 20);
-  mallopt(M_TOP_PAD, 64 << 20);
-#endif
   bool help = false;
   options o;
   try {
