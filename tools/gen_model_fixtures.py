@@ -53,28 +53,7 @@ from mit_torch_lib import MiT, ResNet18  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 
-DT = {torch.float64: ("F64", "d"), torch.float32: ("F32", "f"), torch.int64: ("I64", "q")}
-
-
-def write_safetensors(path, tensors, metadata=None):
-    """u64 header length, JSON header (8-byte aligned), little-endian data."""
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous()
-        code, fmt = DT[t.dtype]
-        data = struct.pack("<%d%s" % (t.numel(), fmt), *t.flatten().tolist())
-        header[name] = {"dtype": code, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    if metadata:
-        header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
+from safetensors_py import write_safetensors  # noqa: E402
 
 
 def f32(t):
