@@ -75,6 +75,15 @@ class json_value {
     return out;
   }
 
+  /// Indented JSON text: arrays and objects one member per line, `indent`
+  /// spaces per level; arrays of numbers stay on one line.
+  std::string dump(int indent) const {
+    std::string out;
+    dump_pretty(out, indent, 0);
+    out += '\n';
+    return out;
+  }
+
  private:
   template <class X>
   const X& get(const char* what) const {
@@ -105,6 +114,39 @@ class json_value {
       }
     }
     out += '"';
+  }
+
+  void dump_pretty(std::string& out, int indent, int level) const {
+    const std::string pad(static_cast<std::size_t>(indent * (level + 1)), ' ');
+    const std::string end_pad(static_cast<std::size_t>(indent * level), ' ');
+    if (is_array()) {
+      const auto& a = as_array();
+      bool flat = true;
+      for (const auto& x : a) flat = flat && !x.is_array() && !x.is_object();
+      if (flat || a.empty()) return dump_into(out);
+      out += "[\n";
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        out += pad;
+        a[i].dump_pretty(out, indent, level + 1);
+        out += i + 1 < a.size() ? ",\n" : "\n";
+      }
+      out += end_pad + "]";
+    } else if (is_object()) {
+      const auto& o = as_object();
+      if (o.empty()) return dump_into(out);
+      out += "{\n";
+      std::size_t i = 0;
+      for (const auto& [k, x] : o) {
+        out += pad;
+        dump_string(out, k);
+        out += ": ";
+        x.dump_pretty(out, indent, level + 1);
+        out += ++i < o.size() ? ",\n" : "\n";
+      }
+      out += end_pad + "}";
+    } else {
+      dump_into(out);
+    }
   }
 
   void dump_into(std::string& out) const {

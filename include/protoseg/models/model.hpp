@@ -10,6 +10,7 @@
 /// softmax classifier is the decoder's own (`decode_head.linear_pred` /
 /// `decode_head.conv_seg`), as in mmsegmentation.
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -35,6 +36,11 @@ struct model_options {
   std::string backbone = "mit_b0";
   std::int64_t num_classes = 150;
   head_kind head = head_kind::prototype;
+  /// Decoder: "auto" (SegFormer's all-MLP decoder for MiT, the FCN head for
+  /// ResNet, as published), "segformer" or "fcn". The all-MLP decoder also
+  /// fuses a ResNet's four stages (with output_stride 32 that is the
+  /// cheapest ResNet model, the one our PyTorch peer trains).
+  std::string decoder = "auto";
   /// Decoder width; 0 picks the published one (SegFormer: 256 for B0/B1,
   /// 768 for B2-B5; FCN: 512).
   std::int64_t decoder_dim = 0;
@@ -69,8 +75,16 @@ class segmentation_model : public nn::module<T, P> {
   explicit segmentation_model(const model_options& o) : opt_(o) {
     nn::detail_init::require_positive(o.num_classes, "segmentation_model", "num_classes");
     const bool is_mit = o.backbone.rfind("mit_", 0) == 0;
+    const bool is_resnet = o.backbone.rfind("resnet", 0) == 0;
+    if (!is_mit && !is_resnet)
+      ::protoseg::detail::fail<value_error>("segmentation_model: backbone is '", o.backbone,
+                                            "', expected mit_b0 ... mit_b5 or resnet18, resnet34, resnet50, resnet101");
+    if (o.decoder != "auto" && o.decoder != "segformer" && o.decoder != "fcn")
+      ::protoseg::detail::fail<value_error>("segmentation_model: decoder is '", o.decoder,
+                                            "', expected auto, segformer or fcn");
+    const bool use_segformer = o.decoder == "segformer" || (o.decoder == "auto" && is_mit);
     const std::int64_t classes = o.head == head_kind::softmax ? o.num_classes : 0;
-    std::int64_t width = 0;
+    std::array<std::int64_t, 4> stage_channels{};
     if (is_mit) {
       auto mo = mit_config(o.backbone);
       mo.in_channels = o.in_channels;
@@ -78,16 +92,8 @@ class segmentation_model : public nn::module<T, P> {
       mo.seed = o.seed;
       mit = std::make_shared<mix_transformer<T, P>>(mo);
       backbone = this->register_module("backbone", std::shared_ptr<nn::module<T, P>>(mit));
-      segformer_head_options ho;
-      ho.in_channels = mo.embed_dims;
-      ho.embed_dim = o.decoder_dim > 0 ? o.decoder_dim : (o.backbone == "mit_b0" || o.backbone == "mit_b1" ? 256 : 768);
-      ho.num_classes = classes;
-      ho.dropout = o.decoder_dropout;
-      ho.seed = o.seed + 1;
-      segformer = std::make_shared<segformer_head<T, P>>(ho);
-      decode_head = this->register_module("decode_head", std::shared_ptr<nn::module<T, P>>(segformer));
-      width = ho.embed_dim;
-    } else if (o.backbone.rfind("resnet", 0) == 0) {
+      stage_channels = mo.embed_dims;
+    } else {
       auto ro = resnet_config(o.backbone);
       ro.in_channels = o.in_channels;
       ro.deep_stem = o.deep_stem;
@@ -95,8 +101,22 @@ class segmentation_model : public nn::module<T, P> {
       ro.seed = o.seed;
       res = std::make_shared<resnet<T, P>>(ro);
       backbone = this->register_module("backbone", std::shared_ptr<nn::module<T, P>>(res));
+      stage_channels = res->out_channels();
+    }
+    std::int64_t width = 0;
+    if (use_segformer) {
+      segformer_head_options ho;
+      ho.in_channels = stage_channels;
+      ho.embed_dim = o.decoder_dim > 0 ? o.decoder_dim : (o.backbone == "mit_b0" || o.backbone == "mit_b1" ? 256 : 768);
+      ho.num_classes = classes;
+      ho.dropout = o.decoder_dropout;
+      ho.seed = o.seed + 1;
+      segformer = std::make_shared<segformer_head<T, P>>(ho);
+      decode_head = this->register_module("decode_head", std::shared_ptr<nn::module<T, P>>(segformer));
+      width = ho.embed_dim;
+    } else {
       fcn_head_options fo;
-      fo.in_channels = res->out_channels()[3];
+      fo.in_channels = stage_channels[3];
       fo.channels = o.decoder_dim > 0 ? o.decoder_dim : 512;
       fo.num_classes = classes;
       fo.dropout = o.decoder_dropout;
@@ -104,9 +124,6 @@ class segmentation_model : public nn::module<T, P> {
       fcn = std::make_shared<fcn_head<T, P>>(fo);
       decode_head = this->register_module("decode_head", std::shared_ptr<nn::module<T, P>>(fcn));
       width = fo.channels;
-    } else {
-      ::protoseg::detail::fail<value_error>("segmentation_model: backbone is '", o.backbone,
-                                            "', expected mit_b0 ... mit_b5 or resnet18, resnet34, resnet50, resnet101");
     }
     if (o.head == head_kind::prototype) {
       auto po = o.proto;

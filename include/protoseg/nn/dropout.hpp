@@ -50,6 +50,9 @@ class dropout_base : public module<T, P> {
   /// The module's generator (to reseed it).
   generator& gen() noexcept { return gen_; }
 
+ protected:
+  void reseed_own(std::uint64_t seed) override { gen_.seed(seed); }
+
  private:
   dropout_options opt_;
   generator gen_;

@@ -67,6 +67,12 @@ class module {
   /// The layer's type name (as PyTorch prints it: "Linear", "Conv2d", ...).
   virtual std::string type_name() const { return "Module"; }
 
+ protected:
+  /// Reseeds this module's own generator, if it has one (see `reseed`).
+  virtual void reseed_own(std::uint64_t /*seed*/) {}
+
+ public:
+
   // ---- registration ---------------------------------------------------------------
 
   /// Registers `value` as a parameter named `name` (no dots) and returns its
@@ -151,6 +157,13 @@ class module {
     for (auto& [n, c] : children_) c->train(on);
   }
   void eval() { train(false); }
+
+  /// Reseeds every random generator in this module and its children
+  /// (dropout, drop-path, the prototype head's Gumbel noise) from `seed`
+  /// and each module's dotted name. A trainer that calls this at every
+  /// iteration with (seed, iteration) makes a resumed run draw the same
+  /// masks as an uninterrupted one.
+  void reseed(std::uint64_t seed) { reseed_tree(seed, ""); }
   bool is_training() const noexcept { return training_; }
 
   // ---- state ----------------------------------------------------------------------
@@ -237,6 +250,12 @@ class module {
   }
 
  private:
+  void reseed_tree(std::uint64_t seed, const std::string& prefix) {
+    std::uint64_t h = seed ^ 0x9e3779b97f4a7c15ULL;  // FNV-1a over the name, mixed with the seed
+    for (unsigned char ch : prefix) h = (h ^ ch) * 0x100000001b3ULL;
+    reseed_own(h);
+    for (auto& [n, c] : children_) c->reseed_tree(seed, prefix.empty() ? n : prefix + "." + n);
+  }
   struct buffer_entry {
     std::string name;
     tensor_type value;

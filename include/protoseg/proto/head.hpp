@@ -254,6 +254,9 @@ class prototype_head : public nn::module<T, P> {
   std::shared_ptr<nn::layer_norm<T, P>> feat_norm, mask_norm;
   tensor_type prototypes;  ///< (C, M, D) buffer, no gradient
 
+ protected:
+  void reseed_own(std::uint64_t seed) override { gen_.seed(seed); }
+
  private:
   prototype_head_options opt_;
   generator gen_;
