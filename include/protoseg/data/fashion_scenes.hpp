@@ -96,17 +96,19 @@ inline void make_fashion_scene(generator& gen, const fashion_mnist_data& source,
   for (double& c : c1) c = gen.uniform();
   const double a = 2.0 * gen.uniform() - 1.0;
   const double b = 2.0 * gen.uniform() - 1.0;
-  const double inv = 1.0 / static_cast<double>(size);
-  // t is linear in (y, x): its extremes lie at the corners.
-  const double m = static_cast<double>(size - 1) * inv;
-  const double corners[4] = {0.0, m * a, m * b, m * a + m * b};
+  const double sz = static_cast<double>(size);
+  auto t_at = [&](std::size_t y, std::size_t x) {
+    return static_cast<double>(y) / sz * a + static_cast<double>(x) / sz * b;
+  };
+  // t is monotone in y and in x (rounding is monotone too): its extremes are
+  // at the corners, bit for bit the values a scan would find.
+  const double corners[4] = {t_at(0, 0), t_at(n - 1, 0), t_at(0, n - 1), t_at(n - 1, n - 1)};
   const double tmin = *std::min_element(corners, corners + 4);
   const double tmax = *std::max_element(corners, corners + 4);
   const double ptp = tmax - tmin + 1e-6;
   for (std::size_t y = 0; y < n; ++y)
     for (std::size_t x = 0; x < n; ++x) {
-      const double t = static_cast<double>(y) * inv * a + static_cast<double>(x) * inv * b;
-      const double u = (t - tmin) / ptp;
+      const double u = (t_at(y, x) - tmin) / ptp;
       for (int c = 0; c < 3; ++c) img[(y * n + x) * 3 + c] = c0[c] * (1.0 - u) + c1[c] * u;
     }
   for (double& v : img) v += 0.04 * gen.normal();

@@ -119,6 +119,7 @@ class batch_loader {
       detail::fail<value_error>("batch_loader: first_batch is ", first_batch, ", expected 0 to ",
                                 s.end < 0 ? std::string("any") : std::to_string(s.end));
     s.claimed = s.consumed = first_batch;
+    s.threaded = o.workers > 0;  // fixed before any worker reads it
     try {
       for (int w = 0; w < o.workers; ++w) s.threads.emplace_back([st = state_.get()] { st->work(); });
     } catch (...) {
@@ -150,7 +151,7 @@ class batch_loader {
       detail::fail<value_error>("batch_loader::next: the stream of ", s.end, " batches is over");
     const std::int64_t k = s.consumed;
     slot got;
-    if (s.threads.empty()) {
+    if (!s.threaded) {
       ++s.consumed;
       s.claimed = s.consumed;
       lock.unlock();
@@ -207,7 +208,8 @@ class batch_loader {
     std::int64_t claimed = 0, consumed = 0;
     std::map<std::int64_t, slot> ready;
     bool stop = false;
-    std::vector<std::thread> threads;
+    bool threaded = false;             // workers build the batches (set before they start)
+    std::vector<std::thread> threads;  // touched by the owner only
 
     mutable std::mutex order_mutex;
     mutable std::int64_t order_epoch = -1;
@@ -266,7 +268,7 @@ class batch_loader {
       std::vector<sample> samples;
       samples.reserve(b.indices.size());
       for (std::int64_t j = 0; j < count; ++j) {
-        if (!threads.empty() && stopping()) throw stopped{};
+        if (threaded && stopping()) throw stopped{};
         const std::int64_t i = b.indices[static_cast<std::size_t>(j)];
         sample s = data->get(i);
         if (fn) {
