@@ -191,6 +191,34 @@ TEST_CASE("upscale_nearest, hstack, vstack, error_map") {
   CHECK(g[0] != 255);
 }
 
+TEST_CASE("resize_nearest, gray_to_rgb") {
+  const auto lbl = label_map(2, 4, {1, 2, 3, 4, 5, 6, 7, 8});
+  const auto half = viz::resize_nearest(lbl, 2, 1);
+  REQUIRE(half.shape() == protoseg::shape{1, 2});
+  CHECK(half.to_vector() == std::vector<std::uint8_t>{6, 8});  // the centre sample of each 2 x 2 block
+  const auto same = viz::resize_nearest(lbl, 4, 2);
+  CHECK(same.to_vector() == lbl.to_vector());
+  const auto up = viz::resize_nearest(lbl, 8, 4);
+  CHECK(up.to_vector() == viz::upscale_nearest(lbl, 2).to_vector());
+  CHECK_THROWS_AS(viz::resize_nearest(lbl, 0, 3), protoseg::value_error);
+  const auto rgb = viz::gray_to_rgb(label_map(1, 2, {7, 200}));
+  CHECK(rgb.to_vector() == std::vector<std::uint8_t>{7, 7, 7, 200, 200, 200});
+}
+
+TEST_CASE("confusion_matrix_plot: cell colours follow the row shares") {
+  const std::vector<std::string> names = {"road", "car", "sky"};
+  const std::vector<std::int64_t> counts = {90, 10, 0, 0, 50, 50, 0, 0, 0};  // the sky row is empty
+  const auto img = viz::confusion_matrix_plot(counts, names, "Confusion");
+  CHECK(img.size(0) > 3 * 64);
+  CHECK(img.size(1) > 3 * 64);
+  CHECK(count_color(img, viz::blues(std::sqrt(0.9))) > 64 * 64 / 2);  // one cell, less its text
+  CHECK(count_color(img, viz::blues(std::sqrt(0.5))) > 2 * 64 * 64 / 2);
+  CHECK(viz::blues(0) == viz::color{247, 251, 255});
+  CHECK(viz::blues(1) == viz::color{8, 38, 90});
+  CHECK_THROWS_AS(viz::confusion_matrix_plot({1, 2, 3}, names, "t"), protoseg::shape_error);
+  CHECK_THROWS_AS(viz::confusion_matrix_plot({1, 2, 3, 4, -5, 6, 7, 8, 9}, names, "t"), protoseg::value_error);
+}
+
 TEST_CASE("text draws inside its box, lines and markers") {
   for (int scale : {1, 2, 3}) {
     auto img = viz::blank(400, 60);
@@ -505,5 +533,22 @@ TEST_CASE("demo: the pictures a training run writes") {
   const auto sc = make_scene(3, 6, 9, 77, pal);
   protoseg::data::write_png(dir / "overlay.png",
                             viz::upscale_nearest(viz::overlay(sc.image, viz::colorize(sc.truth, pal), 0.5), 4));
+  // A confusion matrix of the 11 classes, and one of the 19 Cityscapes classes.
+  std::vector<std::int64_t> cm(11 * 11, 0);
+  for (int r = 0; r < 11; ++r)
+    for (int c = 0; c < 11; ++c) cm[std::size_t(r) * 11 + c] = r == c ? 900 : int(gen.below(r == 6 ? 60 : 12));
+  protoseg::data::write_png(dir / "confusion.png", viz::confusion_matrix_plot(cm, names, "Fashion scenes: pixels"));
+  const auto cs = viz::cityscapes_class_names();
+  std::vector<std::int64_t> cm19(19 * 19, 0);
+  for (int r = 0; r < 19; ++r)
+    for (int c = 0; c < 19; ++c) cm19[std::size_t(r) * 19 + c] = r == c ? 800 : int(gen.below(20));
+  protoseg::data::write_png(dir / "confusion_cityscapes.png", viz::confusion_matrix_plot(cm19, cs, "Cityscapes val"));
+  // Cityscapes colours on a scene with its labels (the grid of one row).
+  auto city = make_scene(13, 11, 0, 5, viz::cityscapes_palette());
+  for (std::int64_t i = 0; i < city.truth.numel(); ++i)
+    if (city.truth.data()[i] == 0 && (i % 64) > 40) city.truth.data()[i] = 10;  // sky
+  protoseg::data::write_png(dir / "grid_cityscapes.png",
+                            viz::prediction_grid({{city.image, city.truth, city.truth, "perfect"}}, cs,
+                                                 viz::cityscapes_palette(), "Cityscapes palette", 3));
   CHECK(std::filesystem::exists(dir / "curves.png"));
 }

@@ -439,6 +439,36 @@ inline void paste(image& dst, const image& src, int x, int y) {
   }
 }
 
+/// An (H, W) grey image as (H, W, 3) RGB.
+inline image gray_to_rgb(const image& gray) {
+  detail::require_label(gray, "gray_to_rgb", "gray");
+  auto out = image::empty({gray.size(0), gray.size(1), 3});
+  for (std::int64_t i = 0, n = gray.numel(); i < n; ++i)
+    out.data()[3 * i] = out.data()[3 * i + 1] = out.data()[3 * i + 2] = gray.data()[i];
+  return out;
+}
+
+/// Nearest-neighbour resize of an (H, W) or (H, W, C) image to `height` x
+/// `width` (for example to shrink a 1024 x 2048 Cityscapes frame before
+/// `prediction_grid`); label maps stay label maps.
+inline image resize_nearest(const image& img, int width, int height) {
+  img.require_defined("resize_nearest");
+  if (img.rank() != 2 && img.rank() != 3)
+    protoseg::detail::fail<shape_error>("resize_nearest: image has shape ", img.shape(), ", expected (H, W) or (H, W, C)");
+  if (width < 1 || height < 1)
+    protoseg::detail::fail<value_error>("resize_nearest: width and height must be >= 1, got ", width, " x ", height);
+  const std::int64_t h = img.size(0), w = img.size(1), c = img.rank() == 3 ? img.size(2) : 1;
+  auto out = img.rank() == 3 ? image::empty({height, width, c}) : image::empty({height, width});
+  for (std::int64_t y = 0; y < height; ++y) {
+    const std::int64_t sy = std::min(h - 1, (2 * y + 1) * h / (2 * std::int64_t(height)));
+    for (std::int64_t x = 0; x < width; ++x) {
+      const std::int64_t sx = std::min(w - 1, (2 * x + 1) * w / (2 * std::int64_t(width)));
+      for (std::int64_t k = 0; k < c; ++k) out.data()[(y * width + x) * c + k] = img.data()[(sy * w + sx) * c + k];
+    }
+  }
+  return out;
+}
+
 /// Images side by side, `gap` white pixels apart, each centred vertically
 /// on a white background as tall as the tallest.
 inline image hstack(const std::vector<image>& images, int gap = 10) {
@@ -627,7 +657,8 @@ struct prediction_row {
 /// A grid with one row per example and the columns image | ground truth |
 /// prediction | errors (wrong pixels red over the greyed image, ignored pixels
 /// white), each enlarged `upscale` times; column headers, the title, a caption
-/// under each row and a legend with every class's colour and name.
+/// under each row and a legend with every class's colour and name (with more
+/// than 40 classes: the classes that occur in a truth or a prediction).
 inline image prediction_grid(const std::vector<prediction_row>& rows, const std::vector<std::string>& class_names,
                              const palette& pal, std::string_view title, int upscale = 3) {
   if (rows.empty()) protoseg::detail::fail<value_error>("prediction_grid: no rows given");
@@ -654,9 +685,16 @@ inline image prediction_grid(const std::vector<prediction_row>& rows, const std:
   const int margin = 24, col_gap = 16, text_scale = 2;
   const int grid_w = 4 * tile_w + 3 * col_gap;
 
+  // Every class; with more than 40 (ADE20K) only those in a truth or a prediction.
+  std::vector<char> present(class_names.size(), class_names.size() <= 40);
+  if (class_names.size() > 40)
+    for (const auto& r : rows)
+      for (const auto* t : {&r.truth, &r.prediction})
+        for (std::int64_t k = 0; k < t->numel(); ++k)
+          if (t->data()[k] < present.size()) present[t->data()[k]] = 1;
   std::vector<legend_entry> legend;
   for (std::size_t k = 0; k < class_names.size(); ++k)
-    legend.push_back({legend_entry::kind::swatch, std::to_string(k) + " " + class_names[k], pal[k]});
+    if (present[k]) legend.push_back({legend_entry::kind::swatch, std::to_string(k) + " " + class_names[k], pal[k]});
   if (any_ignore) legend.push_back({legend_entry::kind::swatch, "ignored (255)", white});
   legend.push_back({legend_entry::kind::swatch, "wrong pixel", error_red});
 
@@ -702,6 +740,84 @@ inline image prediction_grid(const std::vector<prediction_row>& rows, const std:
     }
   }
   detail::draw_legend(out, margin + (width - 2 * margin - lay.width) / 2, legend_y, legend, lay, text_scale);
+  return out;
+}
+
+// ---- confusion matrix ----------------------------------------------------------
+
+/// A sequential white -> dark blue colour map for t in [0, 1].
+inline color blues(double t) {
+  static constexpr std::array<color, 6> stops = {color{247, 251, 255}, color{198, 219, 239}, color{107, 174, 214},
+                                                 color{49, 130, 189},  color{8, 81, 156},    color{8, 38, 90}};
+  t = std::clamp(std::isfinite(t) ? t : 0.0, 0.0, 1.0) * double(stops.size() - 1);
+  const auto i = std::min<std::size_t>(static_cast<std::size_t>(t), stops.size() - 2);
+  const double f = t - static_cast<double>(i);
+  return {detail::mix(stops[i][0], stops[i + 1][0], f), detail::mix(stops[i][1], stops[i + 1][1], f),
+          detail::mix(stops[i][2], stops[i + 1][2], f)};
+}
+
+/// A row-normalised confusion matrix: `counts` is C x C row major (row = true
+/// class, column = predicted), each cell coloured by sqrt of its share of the
+/// row (so that small confusions stay visible) and labelled with the
+/// percentage when the cells are large enough; class names on the left and,
+/// rotated, below; a colour bar on the right. Cells shrink with many classes.
+inline image confusion_matrix_plot(const std::vector<std::int64_t>& counts, const std::vector<std::string>& class_names,
+                                   std::string_view title,
+                                   std::string_view subtitle = "rows: true class, columns: predicted class, cells: % of the row") {
+  const auto c = static_cast<int>(class_names.size());
+  if (c < 1 || counts.size() != std::size_t(c) * std::size_t(c))
+    protoseg::detail::fail<shape_error>("confusion_matrix_plot: ", counts.size(), " counts for ", c,
+                                        " classes, expected ", std::size_t(c) * std::size_t(c), " (C x C, row major)");
+  for (std::size_t i = 0; i < counts.size(); ++i)
+    if (counts[i] < 0)
+      protoseg::detail::fail<value_error>("confusion_matrix_plot: counts[", i, "] = ", counts[i], " is negative");
+  const int cell = std::clamp(640 / c, 8, 64);
+  const int label_scale = cell >= 18 ? 2 : 1, cell_scale = cell >= 44 ? 2 : 1;
+  int name_w = 0;
+  for (const auto& n : class_names) name_w = std::max(name_w, text_width(n, label_scale));
+  const int grid = cell * c, margin = 20;
+  const int title_w = std::max(text_width(title, 2), text_width(subtitle, 2));
+  const int left = margin + name_w + 12, top = margin + 2 * line_height(2) + 18;
+  const int bar_x = left + grid + 30, bar_w = 24;
+  const int width = std::max(bar_x + bar_w + 8 + text_width("100%", 2) + margin, left + grid / 2 + title_w / 2 + margin);
+  const int height = top + grid + 10 + name_w + margin;
+  image out = blank(std::max(width, title_w + 2 * margin), height);
+  const int cx = std::max(left + grid / 2, margin + title_w / 2);
+  draw_text_centered(out, cx, margin, title, ink, 2);
+  draw_text_centered(out, cx, margin + line_height(2) + 4, subtitle, soft_ink, 2);
+  auto percent = [](double f, int decimals) { return format_fixed(100.0 * f, decimals); };
+  for (int r = 0; r < c; ++r) {
+    std::int64_t row = 0;
+    for (int q = 0; q < c; ++q) row += counts[std::size_t(r) * c + q];
+    for (int q = 0; q < c; ++q) {
+      const double f = row ? double(counts[std::size_t(r) * c + q]) / double(row) : 0.0;
+      const int x = left + q * cell, y = top + r * cell;
+      fill_rect(out, x, y, cell, cell, blues(std::sqrt(f)));
+      if (f >= 0.0005 && cell >= 22) {
+        const std::string s = f >= 0.995 ? "100" : percent(f, f >= 0.1 || cell < 44 ? 0 : 1);
+        draw_text_centered(out, x + cell / 2, y + (cell - text_height(cell_scale)) / 2 + 1, s,
+                           std::sqrt(f) > 0.55 ? white : ink, cell_scale);
+      }
+    }
+    const std::string& name = class_names[std::size_t(r)];
+    const int ty = top + r * cell + (cell - text_height(label_scale)) / 2 + 1;
+    draw_text(out, left - 10 - text_width(name, label_scale), ty, name, ink, label_scale);
+    draw_text_vertical(out, left + r * cell + (cell - text_height(label_scale)) / 2 + 1,
+                       top + grid + 10, name, ink, label_scale);
+  }
+  if (c > 1)
+    for (int i = 1; i < c; ++i) {
+      fill_rect(out, left + i * cell, top, 1, grid, {230, 230, 230});
+      fill_rect(out, left, top + i * cell, grid, 1, {230, 230, 230});
+    }
+  draw_rect(out, left - 1, top - 1, grid + 2, grid + 2, frame_grey);
+  for (int y = 0; y < grid; ++y) fill_rect(out, bar_x, top + y, bar_w, 1, blues(std::sqrt(1.0 - double(y) / grid)));
+  draw_rect(out, bar_x - 1, top - 1, bar_w + 2, grid + 2, frame_grey);
+  for (double v : {1.0, 0.5, 0.2, 0.05, 0.0}) {
+    const int y = top + static_cast<int>(std::lround((1.0 - std::sqrt(v)) * grid));
+    fill_rect(out, bar_x + bar_w, y, 5, 1, ink);
+    draw_text(out, bar_x + bar_w + 8, y - text_height(2) / 2, percent(v, 0) + "%", ink, 2);
+  }
   return out;
 }
 
@@ -760,7 +876,8 @@ inline int decimals_for(double step) {
 
 /// A tick label: fixed notation, large round values shortened to k / M.
 inline std::string tick_label(double v, double step) {
-  if (std::abs(v) < step * 1e-9) return "0";
+  if (std::abs(v) < step * 1e-9) v = 0;
+  if (v == 0) return step >= 1000 ? "0" : format_fixed(0, decimals_for(step));
   if (step >= 1e6 && std::abs(std::fmod(step, 1e5)) < 1e-9) return format_fixed(v / 1e6, decimals_for(step / 1e6)) + "M";
   if (step >= 1000 && std::abs(std::fmod(step, 100)) < 1e-9) return format_fixed(v / 1e3, decimals_for(step / 1e3)) + "k";
   if (step < 1e-4 || std::abs(v) >= 1e7) {
