@@ -267,8 +267,10 @@ TEST_CASE("line_plot: size, ticks and where a point lands") {
   CHECK(f.x_max == 10);
   CHECK(f.y_min == 0);
   CHECK(f.y_max == 1);
-  CHECK(f.px(0) == f.left);
-  CHECK(f.px(10) == f.right);
+  CHECK(f.px(0) == f.left + f.pad);
+  CHECK(f.px(10) == f.right - f.pad);
+  CHECK(f.py(0) == f.bottom - f.pad);
+  CHECK(f.py(1) == f.top + f.pad);
   CHECK(f.left > 30);
   CHECK(f.right < 640);
   // The line passes through (5, 0.5): the middle of the plot area.
@@ -366,6 +368,11 @@ TEST_CASE("tsne_2d separates three clusters, deterministically") {
   // Same seed: same result; another seed: another layout.
   CHECK(viz::tsne_2d(X, 20, 750, 7) == Y);
   CHECK(viz::tsne_2d(X, 20, 750, 8) != Y);
+  // Nor does the thread count change it.
+  const int threads = protoseg::num_threads();
+  protoseg::set_num_threads(threads == 1 ? 2 : 1);
+  CHECK(viz::tsne_2d(X, 20, 750, 7) == Y);
+  protoseg::set_num_threads(threads);
   // A mixed-up input gives no separation: the test can fail.
   std::vector<std::int64_t> shuffled = labels;
   protoseg::generator g(1);

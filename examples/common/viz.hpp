@@ -699,7 +699,8 @@ inline image prediction_grid(const std::vector<prediction_row>& rows, const std:
   legend.push_back({legend_entry::kind::swatch, "wrong pixel", error_red});
 
   const int title_scale = text_width(title, 3) <= grid_w ? 3 : 2;
-  const int content_w = std::max({grid_w, text_width(title, title_scale)});
+  int content_w = std::max({grid_w, text_width(title, title_scale)});
+  for (const auto& r : rows) content_w = std::max(content_w, text_width(r.caption, text_scale));
   const auto lay = detail::layout_legend(legend, content_w, text_scale);
   const int width = margin * 2 + std::max(content_w, lay.width);
 
@@ -831,28 +832,46 @@ struct series {
   color rgb{31, 119, 180};
 };
 
-/// The data-to-pixel mapping of a plot: the plot area's pixel bounds (left <=
-/// x <= right, top <= y <= bottom) and the axis ranges they show.
+/// The data-to-pixel mapping of a plot: the plot area's frame (left <= x <=
+/// right, top <= y <= bottom) and the axis ranges shown inside it, `pad`
+/// pixels in from the frame so that points on the range's ends stay visible.
 struct plot_frame {
-  int left = 0, top = 0, right = 0, bottom = 0;
+  int left = 0, top = 0, right = 0, bottom = 0, pad = 8;
   double x_min = 0, x_max = 1, y_min = 0, y_max = 1;  ///< y in log10 units when log_y
   bool log_y = false;
   std::vector<double> x_ticks, y_ticks;               ///< data values (y: not log10)
   double x_step = 1, y_step = 1;
 
-  /// Pixel column of data x (not rounded).
-  double px(double x) const { return left + (x - x_min) / (x_max - x_min) * (right - left); }
-  /// Pixel row of data y (not rounded).
+  /// Pixel column of data x (not rounded): x_min at left + pad, x_max at right - pad.
+  double px(double x) const { return left + pad + (x - x_min) / (x_max - x_min) * (right - left - 2 * pad); }
+  /// Pixel row of data y (not rounded): y_min at bottom - pad, y_max at top + pad.
   double py(double y) const {
     const double v = log_y ? std::log10(y) : y;
-    return bottom - (v - y_min) / (y_max - y_min) * (bottom - top);
+    return bottom - pad - (v - y_min) / (y_max - y_min) * (bottom - top - 2 * pad);
   }
 };
+
+/// `text` cut to at most `max_width` pixels at `scale`, ending in "..." if cut.
+inline std::string fit_text(std::string_view text, int max_width, int scale) {
+  std::string t = detail::printable(text);
+  if (text_width(t, scale) <= max_width) return t;
+  while (!t.empty() && text_width(t + "...", scale) > max_width) t.pop_back();
+  return t + "...";
+}
+
+/// Draws `text` centred on cx at the largest scale <= `scale` at which it
+/// fits in `max_width` pixels (cut with "..." if it does not fit at 1).
+inline void draw_text_fitted(image& img, int cx, int y, std::string_view text, color c, int scale, int max_width) {
+  while (scale > 1 && text_width(text, scale) > max_width) --scale;
+  const std::string t = fit_text(text, max_width, scale);
+  draw_text_centered(img, cx, y, t, c, scale);
+}
 
 namespace detail {
 
 /// A "nice" step (1, 2, 2.5 or 5 times a power of ten) for [lo, hi]: the one
-/// whose tick count is closest to `target` intervals (the larger on a tie).
+/// whose tick count is closest to `target` intervals, preferring axes that
+/// end close to the data.
 inline double nice_step(double lo, double hi, int target) {
   const double raw = (hi - lo) / std::max(1, target);
   const double mag = std::pow(10.0, std::floor(std::log10(raw)));
@@ -860,7 +879,8 @@ inline double nice_step(double lo, double hi, int target) {
   for (double m : {10.0, 5.0, 2.5, 2.0, 1.0}) {
     const double step = m * mag;
     const double intervals = std::ceil(hi / step - 1e-9) - std::floor(lo / step + 1e-9);
-    const double err = std::abs(intervals - target);
+    // Closest count first; on a tie the axis that wastes the least room.
+    const double err = std::abs(intervals - target) + 0.5 * (intervals * step - (hi - lo)) / (hi - lo);
     if (err < best_err) best = step, best_err = err;
   }
   return best;
@@ -1023,9 +1043,10 @@ inline image line_plot(const std::vector<series>& curves, std::string_view title
   paste(out, area, f.left, f.top);
   draw_rect(out, f.left, f.top, f.right - f.left + 1, f.bottom - f.top + 1, frame_grey);
   // labels
-  draw_text_centered(out, (f.left + f.right) / 2, 14, title, ink, scale);
-  draw_text_centered(out, (f.left + f.right) / 2, height - 14 - text_height(scale), xlabel, ink, scale);
-  draw_text_vertical(out, 14, (f.top + f.bottom) / 2 - text_width(ylabel, scale) / 2, ylabel, ink, scale);
+  draw_text_fitted(out, width / 2, 14, title, ink, scale, width - 20);
+  draw_text_fitted(out, (f.left + f.right) / 2, height - 14 - text_height(scale), xlabel, ink, scale, width - 20);
+  const std::string ylab = fit_text(ylabel, f.bottom - f.top, scale);
+  draw_text_vertical(out, 14, (f.top + f.bottom) / 2 - text_width(ylab, scale) / 2, ylab, ink, scale);
   if (curves.empty() || drawn.empty())
     draw_text_centered(out, (f.left + f.right) / 2, (f.top + f.bottom) / 2 - 7, "no data", soft_ink, scale);
   // legend: the corner of the plot area with the fewest curve points under it
@@ -1135,7 +1156,9 @@ inline Eigen::MatrixXf tsne_2d(const Eigen::MatrixXf& X, double perplexity = 30,
     D.colwise() += sq;
     D.rowwise() += sq.transpose();
     const double log_perp = std::log(std::min(perplexity, double(n - 1)));
+#if defined(_OPENMP)
 #pragma omp parallel for schedule(static)
+#endif
     for (int i = 0; i < n; ++i) {
       std::vector<double> d(static_cast<std::size_t>(n)), p(static_cast<std::size_t>(n));
       double dmin = std::numeric_limits<double>::infinity();
@@ -1203,14 +1226,18 @@ inline Eigen::MatrixXf tsne_2d(const Eigen::MatrixXf& X, double perplexity = 30,
     // Z = sum_{k != l} w_kl. One pass per row gathers sum_j p w (y_i - y_j),
     // sum_j w^2 (y_i - y_j) and the row's part of Z; Z is summed in row order
     // afterwards so that the result does not depend on the thread count.
+#if defined(_OPENMP)
 #pragma omp parallel for schedule(static)
+#endif
     for (int i = 0; i < n; ++i) {
       const double xi = yx[static_cast<std::size_t>(i)], yi = yy[static_cast<std::size_t>(i)];
       const float* pi = P.data() + static_cast<std::size_t>(i) * n;
       const double* px = yx.data();
       const double* py = yy.data();
       double ax = 0, ay = 0, bx = 0, by = 0, z = 0;
+#if defined(_OPENMP)
 #pragma omp simd reduction(+ : ax, ay, bx, by, z)
+#endif
       for (int j = 0; j < n; ++j) {
         const double dx = xi - px[j], dy = yi - py[j];
         const double w = 1.0 / (1.0 + dx * dx + dy * dy);
@@ -1303,7 +1330,7 @@ inline image embedding_scatter(const Eigen::MatrixXf& points2d, const std::vecto
   const int width = entries.empty() ? std::max(size, left + side + margin) : legend_x + lay.width + margin;
   image out = blank(std::max(width, text_width(title, scale) + 2 * margin), size);
 
-  draw_text_centered(out, left + side / 2, margin, title, ink, scale);
+  draw_text_centered(out, std::max(left + side / 2, margin + text_width(title, scale) / 2), margin, title, ink, scale);
   // Equal scales: the larger of the two ranges fills the square, with a border.
   double xlo = 0, xhi = 1, ylo = 0, yhi = 1;
   if (n > 0) {
