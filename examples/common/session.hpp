@@ -1,0 +1,323 @@
+#pragma once
+// What protoseg-train, protoseg-eval and protoseg-infer share: opening the
+// data sets, building the model from a configuration, evaluating it, and the
+// progress line.
+
+#include <protoseg/data/datasets.hpp>
+#include <protoseg/data/fashion_scenes.hpp>
+#include <protoseg/data/image_write.hpp>
+#include <protoseg/data/transforms.hpp>
+#include <protoseg/io/checkpoint.hpp>
+#include <protoseg/metrics/confusion.hpp>
+#include <protoseg/models/inference.hpp>
+#include <protoseg/protoseg.hpp>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "viz.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace protoseg::examples {
+
+namespace fs = std::filesystem;
+using model_type = models::segmentation_model<float>;
+
+/// ImageNet mean and standard deviation in 0..255 units (mmsegmentation's).
+inline const std::array<float, 3> image_mean{123.675f, 116.28f, 103.53f};
+inline const std::array<float, 3> image_std{58.395f, 57.12f, 57.375f};
+
+inline void set_threads(std::int64_t n) {
+#if defined(_OPENMP)
+  omp_set_num_threads(static_cast<int>(n));
+#else
+  (void)n;
+#endif
+}
+
+/// Refuses --device cuda with a clear message: the trainers run the
+/// prototype head on the host, and this build has no GPU path for them.
+inline void check_device(const std::string& device) {
+  if (device == "cpu") return;
+  throw usage_error("--device " + device +
+                    ": the example trainers run on the cpu policy only (the ProtoSeg head and its losses "
+                    "have no cuda specialisation yet; see docs/cuda.md). Use --device cpu.");
+}
+
+/// The data set of a split, as the configuration names it.
+inline std::shared_ptr<const data::segmentation_dataset> open_split(const train_config& c, bool train) {
+  if (c.dataset == "fashion-scenes") {
+    data::fashion_scenes_options o;
+    o.count = train ? c.scenes_train : c.scenes_val;
+    o.seed = static_cast<std::uint64_t>(train ? c.scene_seed_train : c.scene_seed_val);
+    o.size = c.scene_size;
+    o.split = train ? data::fashion_mnist_split::train : data::fashion_mnist_split::test;
+    o.data_dir = c.data_root;
+    return std::make_shared<data::fashion_scenes_dataset>(o);
+  }
+  if (c.data_root.empty())
+    throw usage_error("--dataset " + c.dataset + " needs --data-root (the directory that holds the data set)");
+  return data::open_dataset(c.dataset, c.data_root, train ? c.train_split : c.val_split);
+}
+
+/// The model options a configuration describes.
+inline models::model_options model_options_of(const train_config& c, std::int64_t num_classes) {
+  models::model_options o;
+  o.backbone = c.model;
+  o.num_classes = num_classes;
+  o.head = c.head == "softmax" ? models::head_kind::softmax : models::head_kind::prototype;
+  o.decoder = c.decoder;
+  o.decoder_dim = c.decoder_dim;
+  o.output_stride = c.output_stride;
+  o.drop_path_rate = c.drop_path;
+  o.proto.num_prototypes = c.prototypes;
+  o.proto.gamma = c.gamma;
+  o.loss.ppc_weight = c.ppc_weight;
+  o.loss.ppd_weight = c.ppd_weight;
+  o.seed = c.seed;
+  return o;
+}
+
+inline models::inference_options inference_options_of(const train_config& c) {
+  models::inference_options o;
+  o.mode = c.eval_mode;
+  o.crop_h = c.eval_crop[0];
+  o.crop_w = c.eval_crop[1];
+  o.stride_h = c.eval_stride[0];
+  o.stride_w = c.eval_stride[1];
+  o.scales = c.eval_scales;
+  o.flip = c.eval_flip;
+  return o;
+}
+
+/// (1, 3, H, W) normalised input of an RGB image.
+inline tensor<float> to_input(const tensor<std::uint8_t>& image) {
+  return data::normalize(image, image_mean, image_std).reshape({1, 3, image.size(0), image.size(1)});
+}
+
+inline std::string format_duration(double s) {
+  if (!(s >= 0) || !std::isfinite(s)) return "?";
+  const auto t = static_cast<long long>(s + 0.5);
+  std::ostringstream os;
+  if (t >= 3600) os << t / 3600 << "h" << std::setw(2) << std::setfill('0') << (t / 60) % 60 << "m";
+  else if (t >= 60) os << t / 60 << "m" << std::setw(2) << std::setfill('0') << t % 60 << "s";
+  else os << t << "s";
+  return os.str();
+}
+
+/// A one-line progress display: redrawn in place on a terminal, printed as
+/// separate lines every `every` steps otherwise (logs, CI).
+class progress_line {
+ public:
+  progress_line(std::string what, std::int64_t total, std::int64_t every, std::int64_t start = 0)
+      : what_(std::move(what)), total_(total), every_(std::max<std::int64_t>(every, 1)), start_(start),
+        tty_(isatty(fileno(stdout)) != 0), t0_(std::chrono::steady_clock::now()) {}
+
+  void update(std::int64_t done, const std::string& detail) {
+    const double el = elapsed();
+    const double rate = done > start_ ? static_cast<double>(done - start_) / el : 0.0;
+    const double left = rate > 0 ? static_cast<double>(total_ - done) / rate : -1;
+    std::ostringstream os;
+    os << what_ << " " << done << "/" << total_;
+    if (tty_) {
+      const int width = 24;
+      const int fill = total_ > 0 ? static_cast<int>(width * done / total_) : 0;
+      os.str("");
+      os << what_ << " [" << std::string(static_cast<std::size_t>(fill), '#')
+         << std::string(static_cast<std::size_t>(width - fill), '.') << "] " << done << "/" << total_;
+    }
+    os << "  " << detail << "  " << std::fixed << std::setprecision(2) << rate << " it/s  elapsed "
+       << format_duration(el) << "  left " << format_duration(left);
+    if (tty_) {
+      std::cout << "\r" << os.str() << "\033[K" << std::flush;
+      if (done == total_) std::cout << "\n";
+    } else if (done == total_ || done % every_ == 0) {
+      std::cout << os.str() << "\n" << std::flush;
+    }
+  }
+  /// Ends an in-place line before other output.
+  void interrupt() {
+    if (tty_) std::cout << "\n";
+  }
+  double elapsed() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
+
+ private:
+  std::string what_;
+  std::int64_t total_, every_, start_;
+  bool tty_;
+  std::chrono::steady_clock::time_point t0_;
+};
+
+/// What an evaluation returns.
+struct evaluation {
+  metrics::confusion_matrix confusion;
+  metrics::segmentation_metrics metrics;
+  std::vector<viz::prediction_row> examples;  ///< the first few images with their predictions
+  double seconds = 0;
+};
+
+/// Evaluates `m` on `ds` (the first `limit` images, 0 = all) with the
+/// inference options of `c`; keeps `keep_examples` images for pictures.
+/// Whole-image, single-scale, unflipped runs on equal-sized images are
+/// batched.
+inline evaluation evaluate(model_type& m, const data::segmentation_dataset& ds, const train_config& c,
+                           std::int64_t keep_examples, bool show_progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::int64_t C = ds.num_classes();
+  const std::int64_t n = c.eval_limit > 0 ? std::min(c.eval_limit, ds.size()) : ds.size();
+  evaluation ev{metrics::confusion_matrix(C, data::ignore_label), {}, {}, 0};
+  const auto io = inference_options_of(c);
+  const bool batched = io.mode == "whole" && io.scales.size() == 1 && io.scales[0] == 1.0 && !io.flip;
+  const bool was_training = m.is_training();
+  m.eval();
+  progress_line bar("eval", n, std::max<std::int64_t>(n / 5, 1));
+  std::int64_t i = 0;
+  while (i < n) {
+    std::vector<data::sample> chunk;
+    chunk.push_back(ds.get(i));
+    if (batched)
+      while (static_cast<std::int64_t>(chunk.size()) < 32 && i + static_cast<std::int64_t>(chunk.size()) < n) {
+        auto s = ds.get(i + static_cast<std::int64_t>(chunk.size()));
+        if (s.image.shape() != chunk[0].image.shape()) break;
+        chunk.push_back(std::move(s));
+      }
+    const std::int64_t b = static_cast<std::int64_t>(chunk.size());
+    const std::int64_t H = chunk[0].image.size(0), W = chunk[0].image.size(1);
+    std::vector<tensor<std::int64_t>> preds;
+    if (batched) {
+      tensor<float> x({b, 3, H, W});
+      for (std::int64_t k = 0; k < b; ++k) {
+        auto one = data::normalize(chunk[static_cast<std::size_t>(k)].image, image_mean, image_std);
+        std::copy(one.data(), one.data() + 3 * H * W, x.data() + k * 3 * H * W);
+      }
+      no_grad guard;
+      auto logits = m.forward(variable<float>(x)).logits.value();
+      logits = models::detail_infer::resize(logits, H, W, false);
+      const float* q = logits.data();
+      for (std::int64_t k = 0; k < b; ++k) {
+        tensor<std::int64_t> p({H, W});
+        for (std::int64_t j = 0; j < H * W; ++j) {
+          std::int64_t best = 0;
+          for (std::int64_t cc = 1; cc < C; ++cc)
+            if (q[(k * C + cc) * H * W + j] > q[(k * C + best) * H * W + j]) best = cc;
+          p.data()[j] = best;
+        }
+        preds.push_back(std::move(p));
+      }
+    } else {
+      preds.push_back(models::predict(m, to_input(chunk[0].image), io));
+    }
+    for (std::int64_t k = 0; k < b; ++k) {
+      const auto& s = chunk[static_cast<std::size_t>(k)];
+      const auto& p = preds[static_cast<std::size_t>(k)];
+      tensor<std::int64_t> gt({H, W});
+      for (std::int64_t j = 0; j < H * W; ++j) gt.data()[j] = s.label.data()[j];
+      ev.confusion.update(p.data(), gt.data(), H * W);
+      if (static_cast<std::int64_t>(ev.examples.size()) < keep_examples) {
+        tensor<std::uint8_t> pl({H, W});
+        std::int64_t right = 0, counted = 0;
+        for (std::int64_t j = 0; j < H * W; ++j) {
+          pl.data()[j] = static_cast<std::uint8_t>(p.data()[j]);
+          if (s.label.data()[j] != data::ignore_label) {
+            ++counted;
+            right += p.data()[j] == s.label.data()[j];
+          }
+        }
+        std::ostringstream cap;
+        cap << s.name << ": " << std::fixed << std::setprecision(1)
+            << (counted ? 100.0 * static_cast<double>(right) / static_cast<double>(counted) : 0.0) << "% pixels";
+        ev.examples.push_back({s.image, s.label, pl, cap.str()});
+      }
+    }
+    i += b;
+    if (show_progress) bar.update(i, "");
+  }
+  m.train(was_training);
+  ev.metrics = ev.confusion.compute();
+  ev.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return ev;
+}
+
+/// Prints mIoU, aAcc, mAcc and the per-class IoU / accuracy table.
+inline void print_metrics(std::ostream& os, const metrics::segmentation_metrics& m,
+                          const std::vector<std::string>& names) {
+  os << std::fixed << std::setprecision(2) << "mIoU " << 100 * m.miou << "  aAcc " << 100 * m.aacc << "  mAcc "
+     << 100 * m.macc << "  (percent)\n";
+  std::size_t w = 5;
+  for (const auto& n : names) w = std::max(w, n.size());
+  os << "  " << std::left << std::setw(static_cast<int>(w)) << "class" << std::right << std::setw(9) << "IoU"
+     << std::setw(9) << "Acc" << "\n";
+  for (std::size_t k = 0; k < names.size(); ++k) {
+    auto show = [&](double v) {
+      if (std::isnan(v)) os << std::setw(9) << "-";
+      else os << std::setw(9) << 100 * v;
+    };
+    os << "  " << std::left << std::setw(static_cast<int>(w)) << names[k] << std::right;
+    show(m.iou[k]);
+    show(m.acc[k]);
+    os << "\n";
+  }
+}
+
+/// Writes `text` to `path` atomically.
+inline void write_text(const fs::path& path, const std::string& text) { data::write_file_atomically(path, text); }
+
+/// metrics.json: the metrics, the class names and where they came from.
+inline std::string metrics_json(const metrics::segmentation_metrics& m, const std::vector<std::string>& names,
+                                const io::json_value::object& extra) {
+  auto j = io::parse_json(metrics::to_json(m, names));
+  io::json_value::object o = j.as_object();
+  for (const auto& [k, v] : extra) o[k] = v;
+  return io::json_value(std::move(o)).dump(2);
+}
+
+/// Reads the configuration stored with a checkpoint or weights file.
+inline train_config config_from_metadata(const std::map<std::string, std::string>& meta, const std::string& path) {
+  auto it = meta.find("config");
+  if (it == meta.end())
+    throw usage_error("'" + path + "' carries no 'config' metadata: it was not written by protoseg-train");
+  train_config c;
+  option_table t;
+  add_model_options(t, c);
+  add_data_options(t, c);
+  add_eval_options(t, c);
+  add_run_options(t, c);
+  io::json_value j;
+  try {
+    j = io::parse_json(it->second);
+  } catch (const std::exception& e) {
+    throw usage_error("'" + path + "': its 'config' metadata is not valid JSON: " + e.what());
+  }
+  io::json_value::object keep;
+  for (const auto& [k, v] : j.as_object())
+    if (t.find(k)) keep[k] = v;
+  t.apply_json(io::json_value(keep), "'" + path + "' config");
+  return c;
+}
+
+/// Loads model weights (a checkpoint or a bare weights file) strictly;
+/// a mismatch names the keys and the file.
+inline void load_weights(model_type& m, const io::safetensors_archive& state, const std::string& path) {
+  try {
+    m.load_state_dict(state);
+  } catch (const std::exception& e) {
+    throw io_error("'" + path + "' does not match the model: " + e.what());
+  }
+}
+
+}  // namespace protoseg::examples

@@ -1,0 +1,312 @@
+// End-to-end tests of the example trainers (protoseg-train, protoseg-eval,
+// protoseg-infer): short runs on the Fashion-MNIST scenes and on small trees
+// in the exact ADE20K and Cityscapes layouts; resume gives the same weights
+// as an uninterrupted run; bad input gives a clear message and a non-zero
+// exit without destroying what was written before.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "common.hpp"
+
+#include <protoseg/data/image_write.hpp>
+#include <protoseg/io/checkpoint.hpp>
+#include <protoseg/io/json.hpp>
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#if defined(PROTOSEG_TRAIN_EXE)
+
+namespace fs = std::filesystem;
+namespace ps = protoseg;
+
+namespace {
+
+struct result {
+  int status = -1;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs a trainer with arguments (quoted for the shell), capturing its output.
+result run(const std::string& exe, const std::vector<std::string>& args) {
+  std::string cmd = "'" + exe + "'";
+  for (const auto& a : args) cmd += " '" + a + "'";
+  cmd += " 2>&1";
+  result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  char buf[4096];
+  std::size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+fs::path work_dir(const std::string& name) {
+  auto d = fs::temp_directory_path() / ("protoseg_trainers_" + std::to_string(::getpid())) / name;
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+std::string read_all(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// A small RGB test image with some structure, and a label map whose values
+// follow it (so a model can learn something in a few steps).
+ps::tensor<std::uint8_t> make_image(std::int64_t h, std::int64_t w, int seed) {
+  ps::tensor<std::uint8_t> im({h, w, 3});
+  for (std::int64_t y = 0; y < h; ++y)
+    for (std::int64_t x = 0; x < w; ++x)
+      for (int c = 0; c < 3; ++c)
+        im.data()[(y * w + x) * 3 + c] = static_cast<std::uint8_t>((x * 3 + y * (c + 1) + seed * 37) % 256);
+  return im;
+}
+ps::tensor<std::uint8_t> make_label(std::int64_t h, std::int64_t w, int seed, int lo, int hi) {
+  ps::tensor<std::uint8_t> l({h, w, 1});
+  for (std::int64_t y = 0; y < h; ++y)
+    for (std::int64_t x = 0; x < w; ++x)
+      l.data()[y * w + x] = static_cast<std::uint8_t>(lo + ((x / 16 + y / 16 + seed) % (hi - lo + 1)));
+  return l;
+}
+void write_jpg(const fs::path& p, const ps::tensor<std::uint8_t>& im) {
+  fs::create_directories(p.parent_path());
+  REQUIRE(stbi_write_jpg(p.c_str(), static_cast<int>(im.size(1)), static_cast<int>(im.size(0)), 3, im.data(), 95) != 0);
+}
+void write_png_at(const fs::path& p, const ps::tensor<std::uint8_t>& im) {
+  fs::create_directories(p.parent_path());
+  ps::data::write_png(p, im);
+}
+
+// The tensors of two checkpoints are equal byte for byte.
+void check_same_state(const fs::path& a, const fs::path& b) {
+  auto x = ps::io::read_safetensors(a.string()), y = ps::io::read_safetensors(b.string());
+  REQUIRE(x.tensors.size() == y.tensors.size());
+  for (const auto& [k, t] : x.tensors) {
+    INFO(k);
+    REQUIRE(y.contains(k));
+    CHECK(t.dims == y.at(k).dims);
+    CHECK(t.bytes == y.at(k).bytes);
+  }
+}
+
+const std::vector<std::string> tiny_model{"--model", "mit_b0", "--decoder-dim", "32", "--prototypes", "3",
+                                          "--threads", "1", "--workers", "2", "--log-every", "1"};
+std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("protoseg-train on Fashion-MNIST scenes writes metrics, pictures, weights; eval and infer read them") {
+  const auto dir = work_dir("fashion");
+  const auto out = dir / "run";
+  auto r = run(PROTOSEG_TRAIN_EXE, with(tiny_model, {"--scenes-train", "40", "--scenes-val", "6", "--iters", "4",
+                                                     "--batch", "2", "--out", out.string(), "--eval-every", "2"}));
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK(r.output.find("train 4/4") != std::string::npos);
+  CHECK(r.output.find("it/s") != std::string::npos);
+  for (const char* f : {"metrics.json", "predictions.png", "curves.png", "embedding.png", "model.safetensors",
+                        "checkpoint.safetensors", "log.csv", "val.csv", "config.json"})
+    CHECK_MESSAGE(fs::is_regular_file(out / f), f);
+  const auto m = ps::io::parse_json(read_all(out / "metrics.json"));
+  for (const char* k : {"mIoU", "aAcc", "mAcc", "per_class_iou"}) CHECK_MESSAGE(m.find(k) != nullptr, k);
+  CHECK(m.find("per_class_iou")->as_object().size() == 11);
+  CHECK(m.find("per_class_iou")->as_object().count("Trouser") == 1);
+  const double miou = m.find("mIoU")->as_number();
+  CHECK(miou >= 0.0);
+  CHECK(miou <= 100.0);
+  // Two evaluations: at iteration 2 and at the end.
+  CHECK(read_all(out / "val.csv").find("\n2,") != std::string::npos);
+  CHECK(read_all(out / "val.csv").find("\n4,") != std::string::npos);
+
+  // protoseg-eval on the weights reproduces the trainer's figures.
+  auto e = run(PROTOSEG_EVAL_EXE, {"--checkpoint", (out / "model.safetensors").string(), "--out",
+                                   (dir / "eval").string(), "--scenes-val", "6"});
+  INFO(e.output);
+  REQUIRE(e.status == 0);
+  const auto em = ps::io::parse_json(read_all(dir / "eval" / "metrics.json"));
+  CHECK(em.find("mIoU")->as_number() == doctest::Approx(miou).epsilon(1e-9));
+  CHECK(fs::is_regular_file(dir / "eval" / "confusion.csv"));
+  // Sliding-window, multi-scale, flipped testing runs too.
+  auto e2 = run(PROTOSEG_EVAL_EXE, {"--checkpoint", (out / "checkpoint.safetensors").string(), "--out",
+                                    (dir / "eval2").string(), "--scenes-val", "3", "--eval-mode", "slide",
+                                    "--eval-crop", "48", "48", "--eval-stride", "32", "32", "--eval-scales",
+                                    "0.75,1.25", "--eval-flip", "on"});
+  INFO(e2.output);
+  CHECK(e2.status == 0);
+  CHECK(fs::is_regular_file(dir / "eval2" / "metrics.json"));
+
+  // protoseg-infer on a folder of images.
+  const auto in = dir / "images";
+  write_png_at(in / "a.png", make_image(64, 64, 1));
+  write_jpg(in / "sub" / "b.jpg", make_image(50, 70, 2));
+  auto i = run(PROTOSEG_INFER_EXE, {"--checkpoint", (out / "model.safetensors").string(), "--input", in.string(),
+                                    "--out", (dir / "infer").string()});
+  INFO(i.output);
+  REQUIRE(i.status == 0);
+  for (const char* f : {"a.png", "a_overlay.png", "b.png", "b_overlay.png"})
+    CHECK_MESSAGE(fs::is_regular_file(dir / "infer" / f), f);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("protoseg-train trains and evaluates on an ADE20K-layout tree without changes") {
+  const auto dir = work_dir("ade");
+  const auto root = dir / "ADEChallengeData2016";
+  for (int k = 0; k < 4; ++k) {
+    const auto stem = "ADE_train_0000000" + std::to_string(k + 1);
+    write_jpg(root / "images" / "training" / (stem + ".jpg"), make_image(80, 96, k));
+    write_png_at(root / "annotations" / "training" / (stem + ".png"), make_label(80, 96, k, 0, 150));
+  }
+  for (int k = 0; k < 2; ++k) {
+    const auto stem = "ADE_val_0000000" + std::to_string(k + 1);
+    write_jpg(root / "images" / "validation" / (stem + ".jpg"), make_image(72, 90, k + 7));
+    write_png_at(root / "annotations" / "validation" / (stem + ".png"), make_label(72, 90, k, 0, 150));
+  }
+  const auto out = dir / "run";
+  auto r = run(PROTOSEG_TRAIN_EXE,
+               with(tiny_model, {"--dataset", "ade20k", "--data-root", root.string(), "--iters", "3", "--batch", "2",
+                                 "--crop", "64", "64", "--random-resize", "on", "--resize-scale", "128", "64",
+                                 "--photometric", "on", "--eval-mode", "slide", "--eval-crop", "64", "64",
+                                 "--eval-stride", "48", "48", "--out", out.string()}));
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK(r.output.find("ADE20K") != std::string::npos);
+  const auto m = ps::io::parse_json(read_all(out / "metrics.json"));
+  CHECK(m.find("per_class_iou")->as_object().size() == 150);
+  CHECK(m.find("per_class_iou")->as_object().count("wall") == 1);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("protoseg-train trains and evaluates on a Cityscapes-layout tree without changes") {
+  const auto dir = work_dir("cityscapes");
+  const auto root = dir / "cityscapes";
+  const char* cities[] = {"aachen", "bochum"};
+  for (int k = 0; k < 4; ++k) {
+    const std::string city = cities[k % 2];
+    const std::string stem = city + "_00000" + std::to_string(k) + "_000019";
+    write_png_at(root / "leftImg8bit" / "train" / city / (stem + "_leftImg8bit.png"), make_image(64, 128, k));
+    // labelIds 0..33: the reader maps them to the 19 train ids (others 255).
+    write_png_at(root / "gtFine" / "train" / city / (stem + "_gtFine_labelIds.png"), make_label(64, 128, k, 0, 33));
+  }
+  const std::string vstem = "frankfurt_000000_000294";
+  write_png_at(root / "leftImg8bit" / "val" / "frankfurt" / (vstem + "_leftImg8bit.png"), make_image(64, 128, 9));
+  write_png_at(root / "gtFine" / "val" / "frankfurt" / (vstem + "_gtFine_labelIds.png"), make_label(64, 128, 3, 0, 33));
+  const auto out = dir / "run";
+  auto r = run(PROTOSEG_TRAIN_EXE, with(tiny_model, {"--dataset", "cityscapes", "--data-root", root.string(),
+                                                     "--iters", "3", "--batch", "2", "--crop", "64", "64",
+                                                     "--out", out.string()}));
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  const auto m = ps::io::parse_json(read_all(out / "metrics.json"));
+  CHECK(m.find("per_class_iou")->as_object().size() == 19);
+  CHECK(m.find("per_class_iou")->as_object().count("road") == 1);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("an interrupted run resumed from its checkpoint ends with the same weights as an uninterrupted one") {
+  const auto dir = work_dir("resume");
+  const std::vector<std::string> common =
+      with(tiny_model, {"--scenes-train", "40", "--scenes-val", "4", "--iters", "6", "--batch", "2",
+                        "--checkpoint-every", "0", "--embedding", "none"});
+  auto a = run(PROTOSEG_TRAIN_EXE, with(common, {"--out", (dir / "a").string()}));
+  INFO(a.output);
+  REQUIRE(a.status == 0);
+  auto b1 = run(PROTOSEG_TRAIN_EXE, with(common, {"--out", (dir / "b").string(), "--stop-after", "3"}));
+  INFO(b1.output);
+  REQUIRE(b1.status == 0);
+  CHECK(b1.output.find("stopped at iteration 3") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "b" / "metrics.json"));
+  auto b2 = run(PROTOSEG_TRAIN_EXE, with(common, {"--out", (dir / "b").string(), "--resume", "auto"}));
+  INFO(b2.output);
+  REQUIRE(b2.status == 0);
+  CHECK(b2.output.find("resume from") != std::string::npos);
+  check_same_state(dir / "a" / "checkpoint.safetensors", dir / "b" / "checkpoint.safetensors");
+  // The log of the resumed run is the uninterrupted log (losses equal).
+  auto log_losses = [](const std::string& csv) {
+    std::vector<std::string> out;
+    std::stringstream ss(csv);
+    std::string line;
+    while (std::getline(ss, line)) out.push_back(line.substr(0, line.rfind(',')));  // drop the seconds column
+    return out;
+  };
+  CHECK(log_losses(read_all(dir / "a" / "log.csv")) == log_losses(read_all(dir / "b" / "log.csv")));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("bad input: a clear message, a non-zero exit, and nothing written before destroyed") {
+  const auto dir = work_dir("bad");
+  auto r = run(PROTOSEG_TRAIN_EXE, {"--dataset", "ade20k", "--data-root", (dir / "nowhere").string(), "--out",
+                                    (dir / "o").string()});
+  CHECK(r.status != 0);
+  CHECK(r.output.find("nowhere") != std::string::npos);
+
+  r = run(PROTOSEG_TRAIN_EXE, {"--dataset", "cityscapes"});
+  CHECK(r.status == 2);
+  CHECK(r.output.find("--data-root") != std::string::npos);
+
+  r = run(PROTOSEG_TRAIN_EXE, {"--frobnicate", "3"});
+  CHECK(r.status == 2);
+  CHECK(r.output.find("unknown option --frobnicate") != std::string::npos);
+
+  r = run(PROTOSEG_TRAIN_EXE, {"--lr", "fast"});
+  CHECK(r.status == 2);
+  CHECK(r.output.find("--lr: 'fast' is not a valid number") != std::string::npos);
+
+  r = run(PROTOSEG_TRAIN_EXE, {"--device", "cuda"});
+  CHECK(r.status != 0);
+  CHECK(r.output.find("--device cuda") != std::string::npos);
+
+  {
+    std::ofstream cfg(dir / "bad.json");
+    cfg << "{\"iters\": \"many\"}";
+  }
+  r = run(PROTOSEG_TRAIN_EXE, {"--config", (dir / "bad.json").string()});
+  CHECK(r.status == 2);
+  CHECK(r.output.find("config 'iters': expected an integer") != std::string::npos);
+
+  // A truncated checkpoint: refused by name; the run directory keeps its files.
+  const auto out = dir / "run";
+  fs::create_directories(out);
+  {
+    std::ofstream f(out / "checkpoint.safetensors", std::ios::binary);
+    f << "\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":";
+  }
+  {
+    std::ofstream f(out / "metrics.json");
+    f << "{\"mIoU\": 12.5}";
+  }
+  r = run(PROTOSEG_TRAIN_EXE, with(tiny_model, {"--scenes-train", "8", "--scenes-val", "2", "--iters", "2",
+                                                "--batch", "2", "--out", out.string(), "--resume", "auto"}));
+  INFO(r.output);
+  CHECK(r.status == 1);
+  CHECK(r.output.find("checkpoint.safetensors") != std::string::npos);
+  CHECK(read_all(out / "metrics.json") == "{\"mIoU\": 12.5}");
+
+  // protoseg-eval: a file that is not a weights file, and a missing one.
+  r = run(PROTOSEG_EVAL_EXE, {"--checkpoint", (out / "metrics.json").string()});
+  CHECK(r.status != 0);
+  CHECK(r.output.find("metrics.json") != std::string::npos);
+  r = run(PROTOSEG_EVAL_EXE, {"--checkpoint", (dir / "none.safetensors").string()});
+  CHECK(r.status != 0);
+  CHECK(r.output.find("does not exist") != std::string::npos);
+  r = run(PROTOSEG_INFER_EXE, {"--checkpoint", (dir / "none.safetensors").string(), "--input", "x.png"});
+  CHECK(r.status != 0);
+  fs::remove_all(dir);
+}
+
+#else
+TEST_CASE("trainers not built (PROTOSEG_BUILD_EXAMPLES is OFF)") { MESSAGE("skipped"); }
+#endif
