@@ -43,6 +43,10 @@
 #include "protoseg/ot/sinkhorn.hpp"
 
 #include "protoseg/optim/sgd.hpp"
+#include "protoseg/optim/param_group.hpp"
+#include "protoseg/optim/adamw.hpp"
+#include "protoseg/optim/schedule.hpp"
+#include "protoseg/metrics/confusion.hpp"
 
 #include "protoseg/io/safetensors.hpp"
 #include "protoseg/nn/all.hpp"
@@ -61,6 +65,13 @@
 #include "protoseg/data/fashion_mnist.hpp"
 #include "protoseg/data/idx.hpp"
 #include "protoseg/io/npy.hpp"
+#include "protoseg/io/checkpoint.hpp"
+#include "protoseg/models/inference.hpp"
+#include "protoseg/data/dataset.hpp"
+#include "protoseg/data/fashion_scenes.hpp"
+#include "protoseg/data/transforms.hpp"
+#include "protoseg/data/loader.hpp"
 
-// Not included here: <protoseg/data/image_write.hpp> (needs the stb headers,
-// Debian libstb-dev) and <protoseg/cuda.hpp> (needs Thrust).
+// Not included here: <protoseg/data/image_write.hpp>, image_read.hpp and
+// datasets.hpp (they compile stb, Debian libstb-dev, into the including
+// translation unit) and <protoseg/cuda.hpp> (needs Thrust).
