@@ -27,6 +27,8 @@ struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// The defaults are the main job's configuration, chosen by measurement on
+/// the Fashion-MNIST scenes with 2 threads (docs/benchmarks.md).
 struct train_config {
   // data
   std::string dataset = "fashion-scenes";  // fashion-scenes|ade20k|cityscapes|coco-stuff|folder
@@ -39,9 +41,9 @@ struct train_config {
   std::int64_t scene_seed_train = 1;
   std::int64_t scene_seed_val = 2;
   // model
-  std::string model = "mit_b0";
+  std::string model = "resnet18";
   std::string head = "proto";  // proto|softmax
-  std::string decoder = "auto";
+  std::string decoder = "segformer";
   std::int64_t decoder_dim = 128;
   std::int64_t output_stride = 32;
   std::int64_t prototypes = 10;
@@ -51,8 +53,8 @@ struct train_config {
   double drop_path = 0.1;
   // optimisation
   std::string optimizer = "adamw";  // adamw|sgd
-  std::int64_t iters = 1000;
-  std::int64_t batch = 16;
+  std::int64_t iters = 2800;
+  std::int64_t batch = 8;
   std::vector<std::int64_t> crop{64, 64};
   double lr = 1e-3;
   double weight_decay = 0.01;
@@ -73,7 +75,7 @@ struct train_config {
   std::vector<std::int64_t> eval_stride{341, 341};
   std::vector<double> eval_scales{1.0};
   bool eval_flip = false;
-  std::int64_t eval_every = 0;  // 0: only at the end
+  std::int64_t eval_every = 700;  // 0: only at the end
   std::int64_t eval_limit = 0;  // 0: the whole validation split
   // run
   std::uint64_t seed = 0;
@@ -82,8 +84,8 @@ struct train_config {
   std::string device = "cpu";
   std::string out = "runs/train";
   std::string resume;
-  std::int64_t checkpoint_every = 250;
-  std::int64_t log_every = 20;
+  std::int64_t checkpoint_every = 500;
+  std::int64_t log_every = 100;
   std::int64_t stop_after = 0;  // stop (as if interrupted) after this iteration; 0: never
   std::string embedding = "pca";  // pca|tsne|none
   std::int64_t embedding_points = 1500;
