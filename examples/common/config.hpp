@@ -53,7 +53,7 @@ struct train_config {
   double drop_path = 0.1;
   // optimisation
   std::string optimizer = "adamw";  // adamw|sgd
-  std::int64_t iters = 2800;
+  std::int64_t iters = 3000;
   std::int64_t batch = 8;
   std::vector<std::int64_t> crop{64, 64};
   double lr = 1e-3;
@@ -75,7 +75,7 @@ struct train_config {
   std::vector<std::int64_t> eval_stride{341, 341};
   std::vector<double> eval_scales{1.0};
   bool eval_flip = false;
-  std::int64_t eval_every = 700;  // 0: only at the end
+  std::int64_t eval_every = 500;  // 0: only at the end
   std::int64_t eval_limit = 0;  // 0: the whole validation split
   // run
   std::uint64_t seed = 0;
