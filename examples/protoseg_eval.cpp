@@ -44,16 +44,9 @@ int run(int argc, char** argv) {
   }
   if (weights.empty()) throw ex::usage_error("--checkpoint FILE is required");
   if (!fs::exists(weights)) throw ps::io_error("--checkpoint: '" + weights + "' does not exist");
-  auto archive = ps::io::read_safetensors(weights);
-  ps::io::safetensors_archive state;
-  if (archive.metadata.count("format") && archive.metadata.at("format") == ps::io::checkpoint_format) {
-    auto ck = ps::io::load_checkpoint(weights);
-    state = std::move(ck.model);
-    archive.metadata = ck.metadata;
-  } else {
-    state = archive;
-  }
-  c = ex::config_from_metadata(archive.metadata, weights);
+  auto file = ex::read_model_file(weights);
+  const auto& state = file.model;
+  c = ex::config_from_metadata(file.metadata, weights);
   t.parse(argc, argv);  // command-line overrides
   ex::check_device(c.device);
   ex::set_threads(c.threads);

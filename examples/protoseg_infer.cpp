@@ -48,14 +48,9 @@ int run(int argc, char** argv) {
   }
   if (weights.empty()) throw ex::usage_error("--checkpoint FILE is required");
   if (!fs::exists(weights)) throw ps::io_error("--checkpoint: '" + weights + "' does not exist");
-  auto archive = ps::io::read_safetensors(weights);
-  ps::io::safetensors_archive state = archive;
-  if (archive.metadata.count("format") && archive.metadata.at("format") == ps::io::checkpoint_format) {
-    auto ck = ps::io::load_checkpoint(weights);
-    state = std::move(ck.model);
-    archive.metadata = ck.metadata;
-  }
-  c = ex::config_from_metadata(archive.metadata, weights);
+  auto file = ex::read_model_file(weights);
+  const auto& state = file.model;
+  c = ex::config_from_metadata(file.metadata, weights);
   t.parse(argc, argv);
   if (input.empty()) throw ex::usage_error("--input IMAGE|DIR is required");
   ex::check_device(c.device);

@@ -310,6 +310,17 @@ inline train_config config_from_metadata(const std::map<std::string, std::string
   return c;
 }
 
+/// The model state and metadata of a weights file written by protoseg-train:
+/// model.safetensors, or a checkpoint (read once; its model part is used).
+inline io::checkpoint read_model_file(const std::string& path) {
+  auto archive = io::read_safetensors(path);
+  if (io::is_checkpoint(archive)) return io::checkpoint_from_archive(std::move(archive), path);
+  io::checkpoint c;
+  c.metadata = archive.metadata;
+  c.model = std::move(archive);
+  return c;
+}
+
 /// Loads model weights (a checkpoint or a bare weights file) strictly;
 /// a mismatch names the keys and the file.
 inline void load_weights(model_type& m, const io::safetensors_archive& state, const std::string& path) {

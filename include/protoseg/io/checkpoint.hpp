@@ -36,13 +36,17 @@ inline void save_checkpoint(const std::string& path, const checkpoint& c) {
   write_safetensors(path, a);
 }
 
-/// Reads a checkpoint written by `save_checkpoint`. A file that is not a
-/// safetensors file, or one without the checkpoint format tag (e.g. a bare
-/// weights file), throws `io_error` naming the file.
-inline checkpoint load_checkpoint(const std::string& path) {
-  auto a = read_safetensors(path);
+/// Whether an archive carries the checkpoint format tag.
+inline bool is_checkpoint(const safetensors_archive& a) {
   auto f = a.metadata.find("format");
-  if (f == a.metadata.end() || f->second != checkpoint_format)
+  return f != a.metadata.end() && f->second == checkpoint_format;
+}
+
+/// Splits an archive already read from `path` into a checkpoint (see
+/// `load_checkpoint`; `path` is for messages).
+inline checkpoint checkpoint_from_archive(safetensors_archive a, const std::string& path) {
+  auto f = a.metadata.find("format");
+  if (!is_checkpoint(a))
     ::protoseg::detail::fail<io_error>("checkpoint '", path, "': not a protoseg checkpoint (metadata 'format' is ",
                            f == a.metadata.end() ? std::string("missing") : "'" + f->second + "'", ", expected '",
                            checkpoint_format, "')");
@@ -56,6 +60,13 @@ inline checkpoint load_checkpoint(const std::string& path) {
   a.metadata.erase("format");
   c.metadata = std::move(a.metadata);
   return c;
+}
+
+/// Reads a checkpoint written by `save_checkpoint`. A file that is not a
+/// safetensors file, or one without the checkpoint format tag (e.g. a bare
+/// weights file), throws `io_error` naming the file.
+inline checkpoint load_checkpoint(const std::string& path) {
+  return checkpoint_from_archive(read_safetensors(path), path);
 }
 
 }  // namespace protoseg::io
