@@ -109,6 +109,48 @@ optimizer make_optimizer(const ex::train_config& c, ex::model_type& m) {
   return {ps::optim::sgd<float>(groups, o)};
 }
 
+// Loads converted backbone weights (bare names, or the backbone's entries of a
+// file with "backbone." names) into the backbone, non-strict, and says what
+// matched. A mis-shaped entry or an unreadable file is an error naming the file.
+void load_pretrained(ex::model_type& m, const std::string& path) {
+  ps::nn::load_report rep;
+  try {
+    auto file = ps::io::read_safetensors(path);
+    bool prefixed = false;
+    for (const auto& [k, v] : file.tensors) prefixed = prefixed || k.rfind("backbone.", 0) == 0;
+    ps::io::safetensors_archive state;
+    std::vector<std::string> other;  // entries of a prefixed file outside the backbone
+    for (auto& [k, v] : file.tensors) {
+      if (!prefixed) state.tensors[k] = std::move(v);
+      else if (k.rfind("backbone.", 0) == 0) state.tensors[k.substr(9)] = std::move(v);
+      else other.push_back(k);
+    }
+    rep = m.backbone->load_state_dict(state, {.strict = false, .convert_dtype = true});
+    if (prefixed) {  // report the names as the file has them
+      for (auto& k : rep.missing) k = "backbone." + k;
+      for (auto& k : rep.unexpected) k = "backbone." + k;
+      rep.unexpected.insert(rep.unexpected.end(), other.begin(), other.end());
+    }
+  } catch (const std::exception& e) {
+    throw ps::io_error("--pretrained '" + path + "': " + e.what());
+  }
+  std::cout << "pretrained: " << rep.matched.size() << " tensors loaded, " << rep.missing.size() << " missing, "
+            << rep.unexpected.size() << " unexpected (from " << path << ")\n";
+  auto list = [](const char* what, const std::vector<std::string>& names) {
+    if (names.empty()) return;
+    std::cout << "  " << what << ":";
+    for (std::size_t i = 0; i < names.size() && i < 8; ++i) std::cout << " " << names[i];
+    if (names.size() > 8) std::cout << " ... (" << names.size() - 8 << " more)";
+    std::cout << "\n";
+  };
+  list("missing", rep.missing);
+  list("unexpected", rep.unexpected);
+  if (rep.matched.empty())
+    throw ps::io_error("--pretrained '" + path +
+                       "': no tensor matches the backbone (convert the weights of this --model with "
+                       "tools/convert_weights.py)");
+}
+
 std::string config_json(const ex::option_table& t) { return t.to_json().dump(2); }
 
 void print_help(const ex::option_table& t) {
@@ -269,6 +311,8 @@ int run(int argc, char** argv) {
   t.add_int("workers", &c.workers, "data loading threads", std::int64_t{1});
   t.add_string("out", &c.out, "output directory");
   t.add_string("resume", &c.resume, "checkpoint to resume from ('auto': OUT/checkpoint.safetensors)");
+  t.add_string("pretrained", &c.pretrained,
+               "backbone weights to start from (safetensors from tools/convert_weights.py; ignored on --resume)");
   t.add_int("checkpoint-every", &c.checkpoint_every, "write a checkpoint every N iterations, 0 = only at the end",
             std::int64_t{0});
   t.add_int("log-every", &c.log_every, "progress line every N iterations (when not a terminal)", std::int64_t{1});
@@ -322,6 +366,8 @@ int run(int argc, char** argv) {
     log = read_csv<log_row>(out / "log.csv", start, 7);
     vals = read_csv<val_row>(out / "val.csv", start, 4);
     std::cout << "resume from " << c.resume << " at iteration " << start << "\n";
+  } else if (!c.pretrained.empty()) {
+    load_pretrained(model, c.pretrained);
   }
   ex::write_text(out / "config.json", config_json(t));
 

@@ -307,6 +307,39 @@ TEST_CASE("bad input: a clear message, a non-zero exit, and nothing written befo
   fs::remove_all(dir);
 }
 
+TEST_CASE("--pretrained loads backbone weights and reports them, and refuses a bad file by name") {
+  const auto dir = work_dir("pretrained");
+  const std::vector<std::string> short_run{"--scenes-train", "8", "--scenes-val", "2", "--iters", "1", "--batch", "2",
+                                           "--eval-limit", "2", "--embedding", "none"};
+  // Backbone weights under "backbone." names, with one entry outside the backbone.
+  {
+    auto o = ps::models::mit_config("mit_b0");
+    o.init_weights = false;
+    ps::models::mix_transformer<float> mit(o);
+    ps::io::safetensors_archive a;
+    for (auto& [k, t] : mit.state_dict().tensors) a.tensors["backbone." + k] = t;
+    a.put("decode_head.conv_seg.weight", ps::tensor<float>({4, 32, 1, 1}));
+    ps::io::write_safetensors((dir / "mit_b0.safetensors").string(), a);
+  }
+  auto r = run(PROTOSEG_TRAIN_EXE, with(with(tiny_model, short_run), {"--out", (dir / "ok").string(), "--pretrained",
+                                                                      (dir / "mit_b0.safetensors").string()}));
+  INFO(r.output);
+  CHECK(r.status == 0);
+  CHECK(r.output.find("pretrained: 176 tensors loaded, 0 missing, 1 unexpected") != std::string::npos);
+  CHECK(r.output.find("decode_head.conv_seg.weight") != std::string::npos);
+
+  // Missing file, and a MiT of other widths (the converted tiny fixture): exit 1 naming the file.
+  for (const std::string& bad : {(dir / "none.safetensors").string(),
+                                std::string(PROTOSEG_FIXTURE_DIR) + "/convert/tiny_mit_mmseg.safetensors"}) {
+    r = run(PROTOSEG_TRAIN_EXE, with(with(tiny_model, short_run), {"--out", (dir / "bad").string(), "--pretrained", bad}));
+    INFO(r.output);
+    CHECK(r.status == 1);
+    CHECK(r.output.find("--pretrained '" + bad + "'") != std::string::npos);
+  }
+  CHECK(r.output.find("patch_embed1.proj.weight' has shape (8, 3, 7, 7)") != std::string::npos);
+  fs::remove_all(dir);
+}
+
 #else
 TEST_CASE("trainers not built (PROTOSEG_BUILD_EXAMPLES is OFF)") { MESSAGE("skipped"); }
 #endif

@@ -84,6 +84,7 @@ struct train_config {
   std::string device = "cpu";
   std::string out = "runs/train";
   std::string resume;
+  std::string pretrained;  // backbone weights (safetensors from tools/convert_weights.py)
   std::int64_t checkpoint_every = 500;
   std::int64_t log_every = 100;
   std::int64_t stop_after = 0;  // stop (as if interrupted) after this iteration; 0: never
