@@ -241,19 +241,59 @@ TEST_CASE("gradcheck: linear and conv2d in every configuration") {
     shape x, w;
     nn::conv2d_params p;
   };
+  const std::int64_t saved = nn::functional::conv_gemm_columns;
   for (const conf& c : {conf{{2, 3, 6, 5}, {4, 3, 3, 3}, {.stride = 2, .padding = 1}},
+                        conf{{3, 3, 6, 5}, {4, 3, 3, 3}, {.stride = 1, .padding = 1}},
                         conf{{1, 4, 6, 6}, {6, 2, 3, 3}, {.stride = 1, .padding = 2, .dilation = 2, .groups = 2}},
+                        conf{{3, 4, 5, 5}, {6, 2, 3, 3}, {.stride = 2, .padding = 1, .groups = 2}},
                         conf{{2, 3, 5, 5}, {3, 1, 3, 3}, {.stride = 1, .padding = 1, .groups = 3}},
                         conf{{1, 2, 6, 7}, {2, 1, 3, 3}, {.stride = {2, 3}, .padding = {1, 0}, .dilation = {1, 2}, .groups = 2}},
                         conf{{2, 3, 3, 4}, {2, 3, 1, 1}, {}},
+                        conf{{3, 3, 3, 4}, {2, 3, 1, 1}, {}},
                         conf{{1, 2, 5, 4}, {3, 2, 2, 3}, {.stride = {1, 2}, .padding = {0, 1}}}}) {
-    CAPTURE(c.x);
-    CAPTURE(c.w);
-    const auto p = c.p;
-    check_grad([p](const vars& v) { return nn::functional::conv2d(v[0], v[1], v[2], p); },
-               {rnd(c.x, 4), rnd(c.w, 5), rnd({c.w[0]}, 6)});
-    check_grad([p](const vars& v) { return nn::functional::conv2d(v[0], v[1], variable<double>(), p); },
-               {rnd(c.x, 7), rnd(c.w, 8)});
+    // One image per GEMM, two (the last chunk short when the batch is odd),
+    // and the whole batch in one GEMM.
+    const std::int64_t L = nn::functional::conv_out_size(c.x[2], c.w[2], c.p.stride.h, c.p.padding.h, c.p.dilation.h) *
+                           nn::functional::conv_out_size(c.x[3], c.w[3], c.p.stride.w, c.p.padding.w, c.p.dilation.w);
+    for (const std::int64_t columns : {std::int64_t(1), 2 * L, std::int64_t(1) << 30}) {
+      CAPTURE(c.x);
+      CAPTURE(c.w);
+      CAPTURE(columns);
+      nn::functional::conv_gemm_columns = columns;
+      const auto p = c.p;
+      check_grad([p](const vars& v) { return nn::functional::conv2d(v[0], v[1], v[2], p); },
+                 {rnd(c.x, 4), rnd(c.w, 5), rnd({c.w[0]}, 6)});
+      check_grad([p](const vars& v) { return nn::functional::conv2d(v[0], v[1], variable<double>(), p); },
+                 {rnd(c.x, 7), rnd(c.w, 8)});
+    }
+  }
+  nn::functional::conv_gemm_columns = saved;
+}
+
+TEST_CASE("conv2d gives the same result whatever the number of images per GEMM") {
+  // A batch of 5 with chunks of 1, 2 (+ a short last one) and 5 images.
+  const std::int64_t saved = nn::functional::conv_gemm_columns;
+  generator g(3);
+  auto x = variable<float>(randn<float>({5, 6, 9, 8}, g), true);
+  auto w = variable<float>(randn<float>({7, 6, 3, 3}, g), true);
+  auto b = variable<float>(randn<float>({7}, g), true);
+  std::vector<std::vector<float>> outs, gxs, gws;
+  for (const std::int64_t columns : {std::int64_t(1), std::int64_t(2 * 5 * 4), std::int64_t(1) << 30}) {
+    nn::functional::conv_gemm_columns = columns;
+    x.zero_grad();
+    w.zero_grad();
+    auto y = nn::functional::conv2d(x, w, b, {.stride = 2, .padding = 1});
+    REQUIRE(y.shape() == shape{5, 7, 5, 4});
+    sum(y * y).backward();
+    outs.emplace_back(y.value().data(), y.value().data() + y.numel());
+    gxs.emplace_back(x.grad().data(), x.grad().data() + x.numel());
+    gws.emplace_back(w.grad().data(), w.grad().data() + w.numel());
+  }
+  nn::functional::conv_gemm_columns = saved;
+  for (std::size_t k = 1; k < outs.size(); ++k) {
+    for (std::size_t i = 0; i < outs[0].size(); ++i) REQUIRE(outs[k][i] == doctest::Approx(outs[0][i]).epsilon(1e-5));
+    for (std::size_t i = 0; i < gxs[0].size(); ++i) REQUIRE(gxs[k][i] == doctest::Approx(gxs[0][i]).epsilon(1e-4));
+    for (std::size_t i = 0; i < gws[0].size(); ++i) REQUIRE(gws[k][i] == doctest::Approx(gws[0][i]).epsilon(1e-4));
   }
 }
 

@@ -64,6 +64,12 @@ struct max_pool2d_params {
 
 namespace functional {
 
+/// conv2d unfolds several images into one GEMM until the product has at
+/// least this many columns (output pixels); maps this large run one image
+/// per GEMM. A tuning knob, read on every call; results do not depend on it
+/// beyond rounding.
+inline std::int64_t conv_gemm_columns = 1024;
+
 namespace detail_fn {
 
 template <class T, class P>
@@ -74,6 +80,43 @@ void require_rank(const variable<T, P>& x, int rank, const char* what, const cha
 }
 
 // ---- conv2d ---------------------------------------------------------------------
+
+/// A 1x1, stride-1, unpadded convolution reads x as its own column matrix.
+inline bool conv_is_direct(const backend::conv_geometry& g) {
+  return g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
+}
+
+/// Images whose columns go into one GEMM: enough that the product has at
+/// least conv_gemm_columns columns (small feature maps, such as a ResNet's
+/// last stages, would otherwise multiply a large weight by a few columns per
+/// image, bound by reading the weight), one image where a map is that large.
+inline std::int64_t conv_chunk_images(std::int64_t n, std::int64_t L) {
+  const std::int64_t want = (conv_gemm_columns + L - 1) / std::max<std::int64_t>(L, 1);
+  return std::clamp<std::int64_t>(want, 1, std::max<std::int64_t>(n, 1));
+}
+
+/// out (b, a, L) = in (a, b, L): swaps the two leading axes.
+template <class T, class P>
+void conv_swap_leading(const T* in, T* out, std::int64_t a, std::int64_t b, std::int64_t L) {
+  const std::int64_t in_shape[3] = {a, b, L};
+  const int perm[3] = {1, 0, 2};
+  backend::copy<P>::permute(in, out, 3, in_shape, perm);
+}
+
+/// The columns of nb images side by side: col_t (C*kh*kw, nb * L). Each
+/// image is unfolded into `scratch` (nb, C*kh*kw, L) first; a direct
+/// convolution (scratch null) reads x (nb, C, L) as it is.
+template <class T, class P>
+void conv_columns(const T* x, T* scratch, T* col_t, std::int64_t nb, const backend::conv_geometry& g) {
+  const std::int64_t rows = g.channels * g.kernel_h * g.kernel_w, L = g.out_h * g.out_w;
+  const T* per_image = x;
+  if (scratch) {
+    for (std::int64_t j = 0; j < nb; ++j)
+      backend::conv<P>::im2col(x + j * g.channels * g.height * g.width, scratch + j * rows * L, g);
+    per_image = scratch;
+  }
+  conv_swap_leading<T, P>(per_image, col_t, nb, rows, L);
+}
 
 template <class T, class P>
 struct conv2d_fn {
@@ -100,30 +143,58 @@ struct conv2d_fn {
       return {gx, gw, gb};
     }
     const std::int64_t cg = g.channels / groups, og = out_c / groups;
-    const std::int64_t img = g.channels * g.height * g.width;
-    const bool direct = kk == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
-    tensor<T, P> col;
-    if (!direct) col = tensor<T, P>::empty({g.channels * kk, L});
+    const std::int64_t img = g.channels * g.height * g.width, rows = g.channels * kk;
+    const bool direct = conv_is_direct(g);
+    const std::int64_t chunk = conv_chunk_images(n, L);
     if (need_w) gw = zeros<T, P>(w.shape());
     if (need_x) gx = tensor<T, P>::empty(x.shape());
-    for (std::int64_t b = 0; b < n; ++b) {
-      const T* gyb = gy.data() + b * out_c * L;
-      if (need_w) {
-        const T* cb = x.data() + b * img;
-        if (!direct) {
-          backend::conv<P>::im2col(cb, col.data(), g);
-          cb = col.data();
+    tensor<T, P> col, col_t, gy_t;
+    if (chunk == 1) {
+      if (!direct) col = tensor<T, P>::empty({rows, L});
+    } else {
+      if (!direct) col = tensor<T, P>::empty({chunk, rows, L});
+      col_t = tensor<T, P>::empty({rows, chunk * L});
+      gy_t = tensor<T, P>::empty({out_c, chunk * L});
+    }
+    for (std::int64_t b0 = 0; b0 < n; b0 += chunk) {
+      const std::int64_t nb = std::min(chunk, n - b0), cols = nb * L;
+      const T* gyb = gy.data() + b0 * out_c * L;
+      if (chunk == 1) {
+        if (need_w) {
+          const T* cb = x.data() + b0 * img;
+          if (!direct) {
+            backend::conv<P>::im2col(cb, col.data(), g);
+            cb = col.data();
+          }
+          // gw_group += gy_group (og x L) * col_group^T (L x cg*kk)
+          backend::gemm<P>::run(groups, false, true, og, cg * kk, L, T(1), gyb, og * L, cb, cg * kk * L, T(1),
+                                gw.data(), og * cg * kk);
         }
-        // gw_group += gy_group (og x L) * col_group^T (L x cg*kk)
-        backend::gemm<P>::run(groups, false, true, og, cg * kk, L, T(1), gyb, og * L, cb, cg * kk * L, T(1),
-                              gw.data(), og * cg * kk);
+        if (need_x) {
+          T* target = direct ? gx.data() + b0 * img : col.data();
+          // col_group = w_group^T (cg*kk x og) * gy_group (og x L)
+          backend::gemm<P>::run(groups, true, false, cg * kk, L, og, T(1), w.data(), og * cg * kk, gyb, og * L, T(0),
+                                target, cg * kk * L);
+          if (!direct) backend::conv<P>::col2im(col.data(), gx.data() + b0 * img, g);
+        }
+        continue;
+      }
+      // Several images per GEMM: gy (nb, O, L) -> (O, nb * L).
+      conv_swap_leading<T, P>(gyb, gy_t.data(), nb, out_c, L);
+      if (need_w) {
+        conv_columns<T, P>(x.data() + b0 * img, direct ? nullptr : col.data(), col_t.data(), nb, g);
+        backend::gemm<P>::run(groups, false, true, og, cg * kk, cols, T(1), gy_t.data(), og * cols, col_t.data(),
+                              cg * kk * cols, T(1), gw.data(), og * cg * kk);
       }
       if (need_x) {
-        T* target = direct ? gx.data() + b * img : col.data();
-        // col_group = w_group^T (cg*kk x og) * gy_group (og x L)
-        backend::gemm<P>::run(groups, true, false, cg * kk, L, og, T(1), w.data(), og * cg * kk, gyb, og * L, T(0),
-                              target, cg * kk * L);
-        if (!direct) backend::conv<P>::col2im(col.data(), gx.data() + b * img, g);
+        backend::gemm<P>::run(groups, true, false, cg * kk, cols, og, T(1), w.data(), og * cg * kk, gy_t.data(),
+                              og * cols, T(0), col_t.data(), cg * kk * cols);
+        // (rows, nb * L) -> (nb, rows, L), then each image's col2im.
+        T* per_image = direct ? gx.data() + b0 * img : col.data();
+        conv_swap_leading<T, P>(col_t.data(), per_image, rows, nb, L);
+        if (!direct)
+          for (std::int64_t j = 0; j < nb; ++j)
+            backend::conv<P>::col2im(col.data() + j * rows * L, gx.data() + (b0 + j) * img, g);
       }
     }
     return {gx, gw, gb};
@@ -280,8 +351,9 @@ inline std::int64_t conv_out_size(std::int64_t in, std::int64_t k, std::int64_t 
 
 /// 2-d convolution of x (N, C, H, W) with weight (O, C / groups, kh, kw) and
 /// bias (O) or undefined, as F.conv2d with zero padding. Grouped and plain
-/// convolutions run as im2col + GEMM per image (1x1 stride-1 convolutions
-/// skip im2col); depthwise ones (groups = C = O) run a direct kernel.
+/// convolutions run as im2col + GEMM, several images per GEMM on small maps
+/// (see conv_gemm_columns; 1x1 stride-1 convolutions skip im2col);
+/// depthwise ones (groups = C = O) run a direct kernel.
 template <class T, class P>
 variable<T, P> conv2d(const variable<T, P>& x, const variable<T, P>& weight, const variable<T, P>& bias = {},
                       const conv2d_params& prm = {}) {
@@ -328,18 +400,35 @@ variable<T, P> conv2d(const variable<T, P>& x, const variable<T, P>& weight, con
     backend::conv<P>::depthwise_forward(x.value().data(), weight.value().data(), bptr, y.data(), n, g);
   } else {
     const std::int64_t cg = g.channels / prm.groups, og = out_c / prm.groups;
-    const std::int64_t img = g.channels * g.height * g.width;
-    const bool direct = kk == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
-    tensor<T, P> col;
-    if (!direct) col = tensor<T, P>::empty({g.channels * kk, L});
-    for (std::int64_t b = 0; b < n; ++b) {
-      const T* cb = x.value().data() + b * img;
-      if (!direct) {
-        backend::conv<P>::im2col(cb, col.data(), g);
-        cb = col.data();
+    const std::int64_t img = g.channels * g.height * g.width, rows = g.channels * kk;
+    const bool direct = detail_fn::conv_is_direct(g);
+    const std::int64_t chunk = detail_fn::conv_chunk_images(n, L);
+    const T* xd = x.value().data();
+    const T* wd = weight.value().data();
+    tensor<T, P> col, col_t, y_t;
+    if (chunk == 1) {
+      if (!direct) col = tensor<T, P>::empty({rows, L});
+    } else {
+      if (!direct) col = tensor<T, P>::empty({chunk, rows, L});
+      col_t = tensor<T, P>::empty({rows, chunk * L});
+      y_t = tensor<T, P>::empty({out_c, chunk * L});
+    }
+    for (std::int64_t b0 = 0; b0 < n; b0 += chunk) {
+      const std::int64_t nb = std::min(chunk, n - b0), cols = nb * L;
+      if (chunk == 1) {
+        const T* cb = xd + b0 * img;
+        if (!direct) {
+          backend::conv<P>::im2col(cb, col.data(), g);
+          cb = col.data();
+        }
+        backend::gemm<P>::run(prm.groups, false, false, og, L, cg * kk, T(1), wd, og * cg * kk, cb, cg * kk * L,
+                              T(0), y.data() + b0 * out_c * L, og * L);
+        continue;
       }
-      backend::gemm<P>::run(prm.groups, false, false, og, L, cg * kk, T(1), weight.value().data(), og * cg * kk, cb,
-                            cg * kk * L, T(0), y.data() + b * out_c * L, og * L);
+      detail_fn::conv_columns<T, P>(xd + b0 * img, direct ? nullptr : col.data(), col_t.data(), nb, g);
+      backend::gemm<P>::run(prm.groups, false, false, og, cols, cg * kk, T(1), wd, og * cg * kk, col_t.data(),
+                            cg * kk * cols, T(0), y_t.data(), og * cols);
+      detail_fn::conv_swap_leading<T, P>(y_t.data(), y.data() + b0 * out_c * L, out_c, nb, L);
     }
     if (bptr) y = y + bias.value().reshape({1, out_c, 1, 1});
   }
