@@ -153,10 +153,15 @@ variable<T, P> record_list(tensor<T, P> out, Op op, const std::vector<variable<T
   return variable<T, P>::from_node(std::move(out), std::move(n));
 }
 
+/// Adds g into a gradient slot. The first gradient is taken over without a
+/// copy when nothing else holds its storage (a fresh result of an op's
+/// backward); one shared with another slot or a saved tensor is copied, so
+/// that slots never alias.
 template <class T, class P>
-void accumulate(tensor<T, P>& into, const tensor<T, P>& g) {
-  if (!into.defined()) into = g.clone();
-  else into = into + g;
+void accumulate(tensor<T, P>& into, tensor<T, P>&& g) {
+  if (into.defined()) into = into + g;
+  else if (g.sole_owner()) into = std::move(g);
+  else into = g.clone();
 }
 
 }  // namespace detail
@@ -208,7 +213,7 @@ void variable<T, Policy>::backward(const tensor_type& grad_output) const {
     tensor_type g = std::move(found->second);
     pending.erase(found);
     if (!v->grad_fn) {
-      detail::accumulate(v->grad, g);
+      detail::accumulate(v->grad, std::move(g));
       continue;
     }
     std::vector<tensor_type> grads = v->grad_fn->backward(g);
@@ -219,7 +224,7 @@ void variable<T, Policy>::backward(const tensor_type& grad_output) const {
         detail::fail<autograd_error>("backward: ", v->grad_fn->name(), " returned a gradient of shape ",
                                      grads[i].shape(), " for an input of shape ", ins[i]->value.shape());
       auto& slot = pending[ins[i].get()];
-      detail::accumulate(slot, grads[i]);
+      detail::accumulate(slot, std::move(grads[i]));
     }
     // Free the graph: interior results drop their node and saved tensors.
     v->grad_fn.reset();

@@ -111,8 +111,7 @@ void conv_columns(const T* x, T* scratch, T* col_t, std::int64_t nb, const backe
   const std::int64_t rows = g.channels * g.kernel_h * g.kernel_w, L = g.out_h * g.out_w;
   const T* per_image = x;
   if (scratch) {
-    for (std::int64_t j = 0; j < nb; ++j)
-      backend::conv<P>::im2col(x + j * g.channels * g.height * g.width, scratch + j * rows * L, g);
+    backend::conv<P>::im2col_batch(x, scratch, nb, g);
     per_image = scratch;
   }
   conv_swap_leading<T, P>(per_image, col_t, nb, rows, L);
@@ -192,9 +191,7 @@ struct conv2d_fn {
         // (rows, nb * L) -> (nb, rows, L), then each image's col2im.
         T* per_image = direct ? gx.data() + b0 * img : col.data();
         conv_swap_leading<T, P>(col_t.data(), per_image, rows, nb, L);
-        if (!direct)
-          for (std::int64_t j = 0; j < nb; ++j)
-            backend::conv<P>::col2im(col.data() + j * rows * L, gx.data() + (b0 + j) * img, g);
+        if (!direct) backend::conv<P>::col2im_batch(col.data(), gx.data() + b0 * img, nb, g);
       }
     }
     return {gx, gw, gb};

@@ -88,6 +88,9 @@ class tensor {
   const T* data() const noexcept { return data_; }
   /// True when two tensors view the same memory.
   bool shares_storage_with(const tensor& o) const noexcept { return owner_ && owner_ == o.owner_; }
+  /// True when this handle is the only one on its (owned) storage: no view,
+  /// copy of the handle or other tensor can see a change made through it.
+  bool sole_owner() const noexcept { return owner_ && owner_.use_count() == 1; }
 
   /// A view with another shape of the same number of elements; one
   /// dimension may be -1 and is then inferred.

@@ -17,62 +17,35 @@ struct conv<cpu> {
   /// window reads padding. Row (c*kh + ky)*kw + kx, column oy*out_w + ox.
   template <class T>
   static void im2col(const T* x, T* col, const conv_geometry& g) {
+    im2col_batch(x, col, 1, g);
+  }
+
+  /// im2col of n images x (n, C, H, W) into col (n, C*kh*kw, out_h*out_w),
+  /// the rows of all images shared among the threads.
+  template <class T>
+  static void im2col_batch(const T* x, T* col, std::int64_t n, const conv_geometry& g) {
     const std::int64_t rows = g.channels * g.kernel_h * g.kernel_w, L = g.out_h * g.out_w;
-    PROTOSEG_OMP_FOR(rows * L)
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const std::int64_t kx = r % g.kernel_w, ky = (r / g.kernel_w) % g.kernel_h, c = r / (g.kernel_w * g.kernel_h);
-      const T* xc = x + c * g.height * g.width;
-      T* out = col + r * L;
-      for (std::int64_t oy = 0; oy < g.out_h; ++oy) {
-        const std::int64_t iy = oy * g.stride_h - g.pad_h + ky * g.dilation_h;
-        T* o = out + oy * g.out_w;
-        if (iy < 0 || iy >= g.height) {
-          for (std::int64_t ox = 0; ox < g.out_w; ++ox) o[ox] = T(0);
-          continue;
-        }
-        const T* xr = xc + iy * g.width;
-        const std::int64_t base = kx * g.dilation_w - g.pad_w;
-        if (g.stride_w == 1) {
-          for (std::int64_t ox = 0; ox < g.out_w; ++ox) {
-            const std::int64_t ix = ox + base;
-            o[ox] = (ix >= 0 && ix < g.width) ? xr[ix] : T(0);
-          }
-        } else {
-          for (std::int64_t ox = 0; ox < g.out_w; ++ox) {
-            const std::int64_t ix = ox * g.stride_w + base;
-            o[ox] = (ix >= 0 && ix < g.width) ? xr[ix] : T(0);
-          }
-        }
-      }
-    }
+    const std::int64_t img = g.channels * g.height * g.width;
+    PROTOSEG_OMP_FOR(n * rows * L)
+    for (std::int64_t i = 0; i < n * rows; ++i) im2col_row(x + (i / rows) * img, col + i * L, i % rows, g);
   }
 
   /// The adjoint of im2col: x (C, H, W) = the sum of the col entries that
   /// read each pixel (gather form: every output written once, no races).
   template <class T>
   static void col2im(const T* col, T* x, const conv_geometry& g) {
-    const std::int64_t L = g.out_h * g.out_w;
-    const std::int64_t rows = g.channels * g.height;
-    PROTOSEG_OMP_FOR(rows * g.width * g.kernel_h * g.kernel_w)
-    for (std::int64_t cr = 0; cr < rows; ++cr) {
-      const std::int64_t c = cr / g.height, y = cr % g.height;
-      T* xr = x + cr * g.width;
-      for (std::int64_t xx = 0; xx < g.width; ++xx) xr[xx] = T(0);
-      for (std::int64_t ky = 0; ky < g.kernel_h; ++ky) {
-        const std::int64_t ty = y + g.pad_h - ky * g.dilation_h;
-        if (ty < 0 || ty % g.stride_h != 0) continue;
-        const std::int64_t oy = ty / g.stride_h;
-        if (oy >= g.out_h) continue;
-        for (std::int64_t kx = 0; kx < g.kernel_w; ++kx) {
-          const T* crow = col + ((c * g.kernel_h + ky) * g.kernel_w + kx) * L + oy * g.out_w;
-          for (std::int64_t xx = 0; xx < g.width; ++xx) {
-            const std::int64_t tx = xx + g.pad_w - kx * g.dilation_w;
-            if (tx < 0 || tx % g.stride_w != 0) continue;
-            const std::int64_t ox = tx / g.stride_w;
-            if (ox < g.out_w) xr[xx] += crow[ox];
-          }
-        }
-      }
+    col2im_batch(col, x, 1, g);
+  }
+
+  /// col2im of n images: col (n, C*kh*kw, L) into x (n, C, H, W).
+  template <class T>
+  static void col2im_batch(const T* col, T* x, std::int64_t n, const conv_geometry& g) {
+    const std::int64_t L = g.out_h * g.out_w, rows = g.channels * g.height;
+    const std::int64_t per_col = g.channels * g.kernel_h * g.kernel_w * L, img = g.channels * g.height * g.width;
+    PROTOSEG_OMP_FOR(n * rows * g.width * g.kernel_h * g.kernel_w)
+    for (std::int64_t i = 0; i < n * rows; ++i) {
+      const std::int64_t b = i / rows;
+      col2im_row(col + b * per_col, x + b * img, i % rows, g);
     }
   }
 
@@ -173,6 +146,58 @@ struct conv<cpu> {
           }
         }
         gw[c * kk + k] = acc;
+      }
+    }
+  }
+ private:
+  // Row r = (c*kh + ky)*kw + kx of one image's col.
+  template <class T>
+  static void im2col_row(const T* x, T* out, std::int64_t r, const conv_geometry& g) {
+    const std::int64_t kx = r % g.kernel_w, ky = (r / g.kernel_w) % g.kernel_h, c = r / (g.kernel_w * g.kernel_h);
+    const T* xc = x + c * g.height * g.width;
+    for (std::int64_t oy = 0; oy < g.out_h; ++oy) {
+      const std::int64_t iy = oy * g.stride_h - g.pad_h + ky * g.dilation_h;
+      T* o = out + oy * g.out_w;
+      if (iy < 0 || iy >= g.height) {
+        for (std::int64_t ox = 0; ox < g.out_w; ++ox) o[ox] = T(0);
+        continue;
+      }
+      const T* xr = xc + iy * g.width;
+      const std::int64_t base = kx * g.dilation_w - g.pad_w;
+      if (g.stride_w == 1) {
+        for (std::int64_t ox = 0; ox < g.out_w; ++ox) {
+          const std::int64_t ix = ox + base;
+          o[ox] = (ix >= 0 && ix < g.width) ? xr[ix] : T(0);
+        }
+      } else {
+        for (std::int64_t ox = 0; ox < g.out_w; ++ox) {
+          const std::int64_t ix = ox * g.stride_w + base;
+          o[ox] = (ix >= 0 && ix < g.width) ? xr[ix] : T(0);
+        }
+      }
+    }
+  }
+
+  // Image row cr = c*H + y of col2im.
+  template <class T>
+  static void col2im_row(const T* col, T* x, std::int64_t cr, const conv_geometry& g) {
+    const std::int64_t L = g.out_h * g.out_w;
+    const std::int64_t c = cr / g.height, y = cr % g.height;
+    T* xr = x + cr * g.width;
+    for (std::int64_t xx = 0; xx < g.width; ++xx) xr[xx] = T(0);
+    for (std::int64_t ky = 0; ky < g.kernel_h; ++ky) {
+      const std::int64_t ty = y + g.pad_h - ky * g.dilation_h;
+      if (ty < 0 || ty % g.stride_h != 0) continue;
+      const std::int64_t oy = ty / g.stride_h;
+      if (oy >= g.out_h) continue;
+      for (std::int64_t kx = 0; kx < g.kernel_w; ++kx) {
+        const T* crow = col + ((c * g.kernel_h + ky) * g.kernel_w + kx) * L + oy * g.out_w;
+        for (std::int64_t xx = 0; xx < g.width; ++xx) {
+          const std::int64_t tx = xx + g.pad_w - kx * g.dilation_w;
+          if (tx < 0 || tx % g.stride_w != 0) continue;
+          const std::int64_t ox = tx / g.stride_w;
+          if (ox < g.out_w) xr[xx] += crow[ox];
+        }
       }
     }
   }

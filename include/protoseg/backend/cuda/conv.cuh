@@ -158,6 +158,18 @@ struct conv<cuda> {
     if (n > 0) thrust::tabulate(cuda_detail::dp(x), cuda_detail::dp(x) + n, cuda_detail::col2im_fn<T>{col, g});
   }
   template <class T>
+  static void im2col_batch(const T* x, T* col, std::int64_t n, const conv_geometry& g) {
+    const std::int64_t img = g.channels * g.height * g.width;
+    const std::int64_t per = g.channels * g.kernel_h * g.kernel_w * g.out_h * g.out_w;
+    for (std::int64_t b = 0; b < n; ++b) im2col(x + b * img, col + b * per, g);
+  }
+  template <class T>
+  static void col2im_batch(const T* col, T* x, std::int64_t n, const conv_geometry& g) {
+    const std::int64_t img = g.channels * g.height * g.width;
+    const std::int64_t per = g.channels * g.kernel_h * g.kernel_w * g.out_h * g.out_w;
+    for (std::int64_t b = 0; b < n; ++b) col2im(col + b * per, x + b * img, g);
+  }
+  template <class T>
   static void depthwise_forward(const T* x, const T* w, const T* bias, T* y, std::int64_t n, const conv_geometry& g) {
     const std::int64_t total = n * g.channels * g.out_h * g.out_w;
     if (total > 0)
