@@ -103,18 +103,13 @@ void conv_swap_leading(const T* in, T* out, std::int64_t a, std::int64_t b, std:
   backend::copy<P>::permute(in, out, 3, in_shape, perm);
 }
 
-/// The columns of nb images side by side: col_t (C*kh*kw, nb * L). Each
-/// image is unfolded into `scratch` (nb, C*kh*kw, L) first; a direct
-/// convolution (scratch null) reads x (nb, C, L) as it is.
+/// The columns of nb images side by side: col_t (C*kh*kw, nb * L), unfolded
+/// straight into that layout; a direct (1x1) convolution's x (nb, C, L) is
+/// transposed to (C, nb * L).
 template <class T, class P>
-void conv_columns(const T* x, T* scratch, T* col_t, std::int64_t nb, const backend::conv_geometry& g) {
-  const std::int64_t rows = g.channels * g.kernel_h * g.kernel_w, L = g.out_h * g.out_w;
-  const T* per_image = x;
-  if (scratch) {
-    backend::conv<P>::im2col_batch(x, scratch, nb, g);
-    per_image = scratch;
-  }
-  conv_swap_leading<T, P>(per_image, col_t, nb, rows, L);
+void conv_columns(const T* x, T* col_t, std::int64_t nb, bool direct, const backend::conv_geometry& g) {
+  if (direct) conv_swap_leading<T, P>(x, col_t, nb, g.channels, g.out_h * g.out_w);
+  else backend::conv<P>::im2col_batch(x, col_t, nb, g);
 }
 
 template <class T, class P>
@@ -151,7 +146,6 @@ struct conv2d_fn {
     if (chunk == 1) {
       if (!direct) col = tensor<T, P>::empty({rows, L});
     } else {
-      if (!direct) col = tensor<T, P>::empty({chunk, rows, L});
       col_t = tensor<T, P>::empty({rows, chunk * L});
       gy_t = tensor<T, P>::empty({out_c, chunk * L});
     }
@@ -181,17 +175,15 @@ struct conv2d_fn {
       // Several images per GEMM: gy (nb, O, L) -> (O, nb * L).
       conv_swap_leading<T, P>(gyb, gy_t.data(), nb, out_c, L);
       if (need_w) {
-        conv_columns<T, P>(x.data() + b0 * img, direct ? nullptr : col.data(), col_t.data(), nb, g);
+        conv_columns<T, P>(x.data() + b0 * img, col_t.data(), nb, direct, g);
         backend::gemm<P>::run(groups, false, true, og, cg * kk, cols, T(1), gy_t.data(), og * cols, col_t.data(),
                               cg * kk * cols, T(1), gw.data(), og * cg * kk);
       }
       if (need_x) {
         backend::gemm<P>::run(groups, true, false, cg * kk, cols, og, T(1), w.data(), og * cg * kk, gy_t.data(),
                               og * cols, T(0), col_t.data(), cg * kk * cols);
-        // (rows, nb * L) -> (nb, rows, L), then each image's col2im.
-        T* per_image = direct ? gx.data() + b0 * img : col.data();
-        conv_swap_leading<T, P>(col_t.data(), per_image, rows, nb, L);
-        if (!direct) backend::conv<P>::col2im_batch(col.data(), gx.data() + b0 * img, nb, g);
+        if (direct) conv_swap_leading<T, P>(col_t.data(), gx.data() + b0 * img, rows, nb, L);
+        else backend::conv<P>::col2im_batch(col_t.data(), gx.data() + b0 * img, nb, g);
       }
     }
     return {gx, gw, gb};
@@ -406,7 +398,6 @@ variable<T, P> conv2d(const variable<T, P>& x, const variable<T, P>& weight, con
     if (chunk == 1) {
       if (!direct) col = tensor<T, P>::empty({rows, L});
     } else {
-      if (!direct) col = tensor<T, P>::empty({chunk, rows, L});
       col_t = tensor<T, P>::empty({rows, chunk * L});
       y_t = tensor<T, P>::empty({out_c, chunk * L});
     }
@@ -422,7 +413,7 @@ variable<T, P> conv2d(const variable<T, P>& x, const variable<T, P>& weight, con
                               T(0), y.data() + b0 * out_c * L, og * L);
         continue;
       }
-      detail_fn::conv_columns<T, P>(xd + b0 * img, direct ? nullptr : col.data(), col_t.data(), nb, g);
+      detail_fn::conv_columns<T, P>(xd + b0 * img, col_t.data(), nb, direct, g);
       backend::gemm<P>::run(prm.groups, false, false, og, cols, cg * kk, T(1), wd, og * cg * kk, col_t.data(),
                             cg * kk * cols, T(0), y_t.data(), og * cols);
       detail_fn::conv_swap_leading<T, P>(y_t.data(), y.data() + b0 * out_c * L, out_c, nb, L);

@@ -20,14 +20,19 @@ struct conv<cpu> {
     im2col_batch(x, col, 1, g);
   }
 
-  /// im2col of n images x (n, C, H, W) into col (n, C*kh*kw, out_h*out_w),
-  /// the rows of all images shared among the threads.
+  /// im2col of n images x (n, C, H, W) side by side: col (C*kh*kw, n * L),
+  /// L = out_h*out_w, image b in columns [b*L, (b+1)*L): the right operand
+  /// of one GEMM for the whole chunk. The (row, image) pieces are shared
+  /// among the threads.
   template <class T>
   static void im2col_batch(const T* x, T* col, std::int64_t n, const conv_geometry& g) {
     const std::int64_t rows = g.channels * g.kernel_h * g.kernel_w, L = g.out_h * g.out_w;
     const std::int64_t img = g.channels * g.height * g.width;
     PROTOSEG_OMP_FOR(n * rows * L)
-    for (std::int64_t i = 0; i < n * rows; ++i) im2col_row(x + (i / rows) * img, col + i * L, i % rows, g);
+    for (std::int64_t i = 0; i < rows * n; ++i) {
+      const std::int64_t r = i / n, b = i % n;
+      im2col_row(x + b * img, col + r * n * L + b * L, r, g);
+    }
   }
 
   /// The adjoint of im2col: x (C, H, W) = the sum of the col entries that
@@ -37,15 +42,15 @@ struct conv<cpu> {
     col2im_batch(col, x, 1, g);
   }
 
-  /// col2im of n images: col (n, C*kh*kw, L) into x (n, C, H, W).
+  /// The adjoint of im2col_batch: col (C*kh*kw, n * L) into x (n, C, H, W).
   template <class T>
   static void col2im_batch(const T* col, T* x, std::int64_t n, const conv_geometry& g) {
     const std::int64_t L = g.out_h * g.out_w, rows = g.channels * g.height;
-    const std::int64_t per_col = g.channels * g.kernel_h * g.kernel_w * L, img = g.channels * g.height * g.width;
+    const std::int64_t img = g.channels * g.height * g.width;
     PROTOSEG_OMP_FOR(n * rows * g.width * g.kernel_h * g.kernel_w)
     for (std::int64_t i = 0; i < n * rows; ++i) {
       const std::int64_t b = i / rows;
-      col2im_row(col + b * per_col, x + b * img, i % rows, g);
+      col2im_row(col + b * L, n * L, x + b * img, i % rows, g);
     }
   }
 
@@ -178,10 +183,9 @@ struct conv<cpu> {
     }
   }
 
-  // Image row cr = c*H + y of col2im.
+  // Image row cr = c*H + y of col2im; col rows are ld apart.
   template <class T>
-  static void col2im_row(const T* col, T* x, std::int64_t cr, const conv_geometry& g) {
-    const std::int64_t L = g.out_h * g.out_w;
+  static void col2im_row(const T* col, std::int64_t ld, T* x, std::int64_t cr, const conv_geometry& g) {
     const std::int64_t c = cr / g.height, y = cr % g.height;
     T* xr = x + cr * g.width;
     for (std::int64_t xx = 0; xx < g.width; ++xx) xr[xx] = T(0);
@@ -191,7 +195,7 @@ struct conv<cpu> {
       const std::int64_t oy = ty / g.stride_h;
       if (oy >= g.out_h) continue;
       for (std::int64_t kx = 0; kx < g.kernel_w; ++kx) {
-        const T* crow = col + ((c * g.kernel_h + ky) * g.kernel_w + kx) * L + oy * g.out_w;
+        const T* crow = col + ((c * g.kernel_h + ky) * g.kernel_w + kx) * ld + oy * g.out_w;
         for (std::int64_t xx = 0; xx < g.width; ++xx) {
           const std::int64_t tx = xx + g.pad_w - kx * g.dilation_w;
           if (tx < 0 || tx % g.stride_w != 0) continue;

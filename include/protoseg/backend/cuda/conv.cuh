@@ -22,22 +22,29 @@ template <class T>
 struct im2col_fn {
   const T* x;
   conv_geometry g;
+  std::int64_t n = 1;  // images side by side: col (rows, n * L)
   PROTOSEG_HOST_DEVICE T operator()(std::int64_t i) const {
     const std::int64_t L = g.out_h * g.out_w;
-    const std::int64_t r = i / L, l = i % L;
+    const std::int64_t r = i / (n * L), b = (i / L) % n, l = i % L;
+    const T* xb = x + b * g.channels * g.height * g.width;
     const std::int64_t kx = r % g.kernel_w, ky = (r / g.kernel_w) % g.kernel_h, c = r / (g.kernel_w * g.kernel_h);
     const std::int64_t iy = (l / g.out_w) * g.stride_h - g.pad_h + ky * g.dilation_h;
     const std::int64_t ix = (l % g.out_w) * g.stride_w - g.pad_w + kx * g.dilation_w;
     if (iy < 0 || iy >= g.height || ix < 0 || ix >= g.width) return T(0);
-    return x[(c * g.height + iy) * g.width + ix];
+    return xb[(c * g.height + iy) * g.width + ix];
   }
 };
 template <class T>
 struct col2im_fn {
   const T* col;
   conv_geometry g;
+  std::int64_t n = 1;  // images side by side: col (rows, n * L), x (n, C, H, W)
   PROTOSEG_HOST_DEVICE T operator()(std::int64_t i) const {
-    const std::int64_t L = g.out_h * g.out_w;
+    const std::int64_t L = g.out_h * g.out_w, img = g.channels * g.height * g.width;
+    const std::int64_t b = i / img;
+    i %= img;
+    const T* cb = col + b * L;
+    const std::int64_t ld = n * L;
     const std::int64_t xx = i % g.width, y = (i / g.width) % g.height, c = i / (g.width * g.height);
     T acc = T(0);
     for (std::int64_t ky = 0; ky < g.kernel_h; ++ky) {
@@ -46,7 +53,7 @@ struct col2im_fn {
       for (std::int64_t kx = 0; kx < g.kernel_w; ++kx) {
         const std::int64_t tx = xx + g.pad_w - kx * g.dilation_w;
         if (tx < 0 || tx % g.stride_w != 0 || tx / g.stride_w >= g.out_w) continue;
-        acc += col[((c * g.kernel_h + ky) * g.kernel_w + kx) * L + (ty / g.stride_h) * g.out_w + tx / g.stride_w];
+        acc += cb[((c * g.kernel_h + ky) * g.kernel_w + kx) * ld + (ty / g.stride_h) * g.out_w + tx / g.stride_w];
       }
     }
     return acc;
@@ -159,15 +166,15 @@ struct conv<cuda> {
   }
   template <class T>
   static void im2col_batch(const T* x, T* col, std::int64_t n, const conv_geometry& g) {
-    const std::int64_t img = g.channels * g.height * g.width;
-    const std::int64_t per = g.channels * g.kernel_h * g.kernel_w * g.out_h * g.out_w;
-    for (std::int64_t b = 0; b < n; ++b) im2col(x + b * img, col + b * per, g);
+    const std::int64_t total = n * g.channels * g.kernel_h * g.kernel_w * g.out_h * g.out_w;
+    if (total > 0)
+      thrust::tabulate(cuda_detail::dp(col), cuda_detail::dp(col) + total, cuda_detail::im2col_fn<T>{x, g, n});
   }
   template <class T>
   static void col2im_batch(const T* col, T* x, std::int64_t n, const conv_geometry& g) {
-    const std::int64_t img = g.channels * g.height * g.width;
-    const std::int64_t per = g.channels * g.kernel_h * g.kernel_w * g.out_h * g.out_w;
-    for (std::int64_t b = 0; b < n; ++b) col2im(col + b * per, x + b * img, g);
+    const std::int64_t total = n * g.channels * g.height * g.width;
+    if (total > 0)
+      thrust::tabulate(cuda_detail::dp(x), cuda_detail::dp(x) + total, cuda_detail::col2im_fn<T>{col, g, n});
   }
   template <class T>
   static void depthwise_forward(const T* x, const T* w, const T* bias, T* y, std::int64_t n, const conv_geometry& g) {
