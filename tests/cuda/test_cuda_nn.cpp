@@ -1,7 +1,8 @@
 // The cuda policy against the cpu policy for every layer primitive (im2col /
 // col2im, depthwise conv, layer norm, batch-norm statistics, resize, max
 // pooling) through the differentiable layers that use them, forward and
-// gradients, and for the SegFormer modules. Built twice, as test_cuda.cpp:
+// gradients, for the SegFormer modules, and for the ProtoSeg prototype step,
+// PPC / PPD and the prototype head. Built twice, as test_cuda.cpp:
 // with g++ on Thrust's OpenMP device system (runs without a GPU) and with
 // nvcc (runs on a GPU).
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
@@ -13,6 +14,7 @@
 
 #include <cmath>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -159,6 +161,290 @@ TEST_CASE("cuda nn: SegFormer attention, Mix-FFN and patch embedding modules") {
   CHECK(fresh.load_state_dict(state).complete());
   auto fp = fresh.named_parameters(), cp = ac.named_parameters();
   for (std::size_t i = 0; i < fp.size(); ++i) CHECK(agree(fp[i].second.value(), cp[i].second.value(), 0.0));
+}
+
+namespace {
+
+/// Unit rows (R, D) from a seed.
+template <class T = float>
+tensor<T> unit_rows(std::int64_t R, std::int64_t D, std::uint64_t seed) {
+  generator g(seed);
+  auto x = randn<T>({R, D}, g);
+  proto::detail::normalize_rows(x);
+  return x;
+}
+
+/// Labels (n) in [0, classes) from a seed, every `ignore_every`-th ignored.
+tensor<std::int64_t> random_labels(std::int64_t n, std::int64_t classes, std::int64_t ignore, std::uint64_t seed,
+                                   std::int64_t ignore_every = 7) {
+  generator g(seed);
+  std::vector<std::int64_t> v(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i)
+    v[static_cast<std::size_t>(i)] = (i % ignore_every == 3)
+                                         ? ignore
+                                         : std::min<std::int64_t>(classes - 1, static_cast<std::int64_t>(g.uniform() * classes));
+  return tensor<std::int64_t>::from_vector(v, {n});
+}
+
+/// The message of what f throws ("" when it does not throw).
+template <class F>
+std::string thrown(F f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+struct step_case {
+  std::int64_t N, C, M, D;
+  std::int64_t present;  // labels drawn from classes [0, present): the others have no pixels
+  std::int64_t ignore, target_ignore;
+  bool update, gumbel;
+};
+
+template <class T>
+void step_parity(const step_case& k) {
+  CAPTURE(k.N);
+  CAPTURE(k.C);
+  CAPTURE(k.M);
+  CAPTURE(k.update);
+  CAPTURE(k.gumbel);
+  auto emb = unit_rows<T>(k.N, k.D, 1);
+  auto protos = unit_rows<T>(k.C * k.M, k.D, 2).reshape({k.C, k.M, k.D});
+  auto scores = matmul(emb, protos.reshape({k.C * k.M, k.D}), false, true).reshape({k.N, k.C, k.M});
+  // Class logits: the max over each class's prototypes, plus noise so that
+  // some pixels are misclassified.
+  generator gl(3);
+  auto logits = max(scores, 2) + rand<T>({k.N, k.C}, gl, T(-0.2), T(0.2));
+  auto labels = random_labels(k.N, k.present, k.ignore, 4);
+  proto::step_options o{.ignore_index = k.ignore, .target_ignore_index = k.target_ignore,
+                        .update_prototypes = k.update, .gumbel = k.gumbel};
+  generator gc(5), gg(5);
+  auto pc = protos.clone();
+  auto pg = protos.template to<cuda>();
+  o.gen = &gc;
+  auto rc = proto::prototype_step(emb, scores, logits, labels, pc, o);
+  o.gen = &gg;
+  auto rg = proto::prototype_step(emb.template to<cuda>(), scores.template to<cuda>(), logits.template to<cuda>(),
+                                  labels.to<cuda>(), pg, o);
+  static_assert(std::is_same_v<decltype(rg.targets), tensor<std::int64_t, cuda>>);
+  CHECK(rg.targets.to_vector() == rc.targets.to_vector());
+  CHECK(rg.correct == rc.correct);
+  CHECK(rc.correct > 0);
+  CHECK(rc.correct < k.N);
+  CHECK(rg.sinkhorn_iterations == rc.sinkhorn_iterations);
+  CHECK(agree(pg, pc, model_rtol));
+  if (!k.update) CHECK(agree(pc, protos, 0.0));
+  else CHECK_FALSE(agree(pc, protos, 1e-7));
+  // The ignored pixels carry the target ignore value on both.
+  const auto t = rg.targets.to_vector();
+  const auto l = labels.to_vector();
+  for (std::size_t i = 0; i < l.size(); ++i)
+    if (l[i] == k.ignore) CHECK(t[i] == k.target_ignore);
+}
+
+}  // namespace
+
+TEST_CASE("cuda proto: prototype step (grouping, segmented Sinkhorn, targets, momentum update)") {
+  // ignored pixels; classes 4 and 5 without pixels; update off; Gumbel
+  // sampling from the same seed; C * M > 255 with target ignore -1; double.
+  step_parity<float>({.N = 300, .C = 6, .M = 5, .D = 16, .present = 4, .ignore = 255, .target_ignore = 255,
+                      .update = true, .gumbel = false});
+  step_parity<float>({.N = 300, .C = 6, .M = 5, .D = 16, .present = 4, .ignore = 255, .target_ignore = 255,
+                      .update = false, .gumbel = false});
+  step_parity<float>({.N = 257, .C = 3, .M = 4, .D = 8, .present = 3, .ignore = 255, .target_ignore = 255,
+                      .update = true, .gumbel = true});
+  step_parity<float>({.N = 900, .C = 30, .M = 10, .D = 12, .present = 29, .ignore = 255, .target_ignore = -1,
+                      .update = true, .gumbel = false});
+  step_parity<double>({.N = 200, .C = 5, .M = 3, .D = 7, .present = 4, .ignore = -1, .target_ignore = -1,
+                       .update = true, .gumbel = false});
+  // Every pixel ignored: no targets, prototypes untouched on both.
+  {
+    auto labels = full<std::int64_t>({10}, 255);
+    auto emb = unit_rows(10, 4, 1);
+    auto protos = unit_rows(6, 4, 2).reshape({2, 3, 4});
+    auto scores = matmul(emb, protos.reshape({6, 4}), false, true).reshape({10, 2, 3});
+    auto pg = protos.to<cuda>();
+    auto r = proto::prototype_step(emb.to<cuda>(), scores.to<cuda>(), max(scores, 2).to<cuda>(), labels.to<cuda>(), pg);
+    CHECK(r.correct == 0);
+    CHECK(agree(r.targets, labels, 0.0));
+    CHECK(agree(pg, protos, 0.0));
+  }
+}
+
+TEST_CASE("cuda proto: PPC and PPD forward and gradients, ignored pixels") {
+  const std::int64_t N = 37, K = 12;
+  std::vector<std::int64_t> tv(static_cast<std::size_t>(N));
+  for (std::int64_t n = 0; n < N; ++n) tv[static_cast<std::size_t>(n)] = n % 5 == 2 ? 255 : (n * 7) % K;
+  const auto targets = tensor<std::int64_t>::from_vector(tv, {N});
+  for (double temp : {1.0, 0.1}) {
+    CAPTURE(temp);
+    grad_parity([&](const auto& v) {
+      using P = typename std::decay_t<decltype(v[0])>::policy_type;
+      return ppc_loss(v[0], targets.to<P>(), {.ignore_index = 255, .temperature = temp});
+    }, {rnd({N, K}, 1)});
+  }
+  grad_parity([&](const auto& v) {
+    using P = typename std::decay_t<decltype(v[0])>::policy_type;
+    return ppd_loss(v[0], targets.to<P>());
+  }, {rnd({N, K}, 2)});
+  // target ignore -1 (C * M > 255: 255 is a valid prototype id).
+  std::vector<std::int64_t> wide(static_cast<std::size_t>(N));
+  for (std::int64_t n = 0; n < N; ++n) wide[static_cast<std::size_t>(n)] = n % 4 == 1 ? -1 : 250 + n % 10;
+  const auto wt = tensor<std::int64_t>::from_vector(wide, {N});
+  grad_parity([&](const auto& v) {
+    using P = typename std::decay_t<decltype(v[0])>::policy_type;
+    return ppd_loss(v[0], wt.to<P>(), {.ignore_index = -1}) + ppc_loss(v[0], wt.to<P>(), {.ignore_index = -1});
+  }, {rnd({N, 260}, 3)});
+  // All ignored: 0 with a zero gradient on both.
+  grad_parity([&](const auto& v) {
+    using P = typename std::decay_t<decltype(v[0])>::policy_type;
+    return ppd_loss(v[0], full<std::int64_t, P>({N}, 255));
+  }, {rnd({N, K}, 4)});
+}
+
+namespace {
+
+struct head_case {
+  std::int64_t C, M;
+  bool update;
+  std::int64_t present;
+  std::int64_t H = 5, W = 6;  // feature map; labels at twice the size
+};
+
+void head_parity(const head_case& k) {
+  CAPTURE(k.C);
+  CAPTURE(k.M);
+  CAPTURE(k.update);
+  const proto::prototype_head_options opt{.in_channels = 6, .num_classes = k.C, .num_prototypes = k.M, .proj_dim = 8,
+                                          .update_prototypes = k.update, .seed = 7};
+  proto::prototype_head<float, cpu> hc(opt);
+  proto::prototype_head<float, cuda> hg(opt);
+  hc.train();
+  hg.train();
+  // Enough pixels per class (more than M): a class with a single pixel
+  // gets a uniform Sinkhorn row, whose argmax is a tie broken by rounding.
+  const std::int64_t B = 2, H = k.H, W = k.W, LH = 2 * H, LW = 2 * W;
+  generator gx(8);
+  auto x = randn<float>({B, 6, H, W}, gx);
+  // Labels at twice the feature resolution (nearest resize), some ignored.
+  auto labels = random_labels(B * LH * LW, k.present, 255, 9, 5).reshape({B, LH, LW});
+  variable<float, cpu> xc(x.clone(), true);
+  variable<float, cuda> xg(x.to<cuda>(), true);
+  auto oc = hc(xc, labels);
+  auto og = hg(xg, labels.to<cuda>());
+  REQUIRE(og.proto_targets.defined());
+  CHECK(agree(og.logits.value(), oc.logits.value(), model_rtol));
+  CHECK(agree(og.proto_logits.value(), oc.proto_logits.value(), model_rtol));
+  CHECK(agree(og.embeddings.value(), oc.embeddings.value(), model_rtol));
+  CHECK(agree(og.labels, oc.labels, 0.0));
+  CHECK(og.target_ignore_index == oc.target_ignore_index);
+  CHECK(oc.target_ignore_index == (k.C * k.M > 255 ? -1 : 255));
+  CHECK(og.proto_targets.to_vector() == oc.proto_targets.to_vector());
+  CHECK(og.correct == oc.correct);
+  CHECK(agree(hg.prototypes, hc.prototypes, model_rtol));
+  auto tc = proto::protoseg_loss(oc, labels, {.ppc_weight = 0.5, .ppd_weight = 0.3});
+  auto tg = proto::protoseg_loss(og, labels.to<cuda>(), {.ppc_weight = 0.5, .ppd_weight = 0.3});
+  CHECK(agree(tg.ce.value(), tc.ce.value(), model_rtol));
+  CHECK(agree(tg.ppc.value(), tc.ppc.value(), model_rtol));
+  CHECK(agree(tg.ppd.value(), tc.ppd.value(), model_rtol));
+  CHECK(agree(tg.total.value(), tc.total.value(), model_rtol));
+  tc.total.backward();
+  tg.total.backward();
+  CHECK(agree(xg.grad(), xc.grad(), model_rtol));
+  auto pc = hc.named_parameters();
+  auto pg = hg.named_parameters();
+  REQUIRE(pc.size() == pg.size());
+  for (std::size_t i = 0; i < pc.size(); ++i) {
+    CAPTURE(pc[i].first);
+    CHECK(pc[i].first == pg[i].first);
+    CHECK(agree(pg[i].second.grad(), pc[i].second.grad(), model_rtol));
+  }
+  // A second step from the updated prototypes stays in agreement.
+  auto oc2 = hc(variable<float, cpu>(x), labels);
+  auto og2 = hg(variable<float, cuda>(x.to<cuda>()), labels.to<cuda>());
+  CHECK(og2.proto_targets.to_vector() == oc2.proto_targets.to_vector());
+  CHECK(agree(hg.prototypes, hc.prototypes, model_rtol));
+  // Evaluation: no targets, prototypes untouched.
+  hc.eval();
+  hg.eval();
+  auto ec = hc(variable<float, cpu>(x), labels);
+  auto eg = hg(variable<float, cuda>(x.to<cuda>()), labels.to<cuda>());
+  CHECK_FALSE(eg.proto_targets.defined());
+  CHECK(agree(eg.logits.value(), ec.logits.value(), model_rtol));
+}
+
+}  // namespace
+
+TEST_CASE("cuda proto: prototype_head training forward, step and the ProtoSeg loss gradients") {
+  head_parity({.C = 4, .M = 3, .update = true, .present = 3});   // class 3 has no pixels
+  head_parity({.C = 4, .M = 3, .update = false, .present = 4});  // update_prototypes off
+  // C * M = 260 > 255: target ignore -1.
+  head_parity({.C = 26, .M = 10, .update = true, .present = 20, .H = 16, .W = 24});
+}
+
+TEST_CASE("cuda proto: bad inputs give the same errors on both policies") {
+  auto emb = unit_rows(6, 4, 1);
+  auto protos = unit_rows(6, 4, 2).reshape({2, 3, 4});
+  auto scores = matmul(emb, protos.reshape({6, 4}), false, true).reshape({6, 2, 3});
+  auto logits = max(scores, 2);
+  auto bad = tensor<std::int64_t>::from_vector({0, 1, 255, 2, 0, -3}, {6});
+  auto good = tensor<std::int64_t>::from_vector({0, 1, 255, 1, 0, 0}, {6});
+  auto both = [&](auto f) {
+    const std::string c = thrown([&] { f(cpu{}); });
+    const std::string g = thrown([&] { f(cuda{}); });
+    CAPTURE(c);
+    CHECK_FALSE(c.empty());
+    CHECK(g == c);
+    return c;
+  };
+  auto step = [&](auto pol, const tensor<float>& e, const tensor<float>& s, const tensor<float>& l,
+                  const tensor<std::int64_t>& lab) {
+    using P = decltype(pol);
+    proto::prototype_step(e.to<P>(), s.to<P>(), l.to<P>(), lab.to<P>(), protos.clone().to<P>());
+  };
+  CHECK(both([&](auto p) { step(p, emb, scores, logits, bad); }).find("labels[3] is 2") != std::string::npos);
+  both([&](auto p) { step(p, emb.narrow0(0, 5), scores, logits, good); });
+  both([&](auto p) { step(p, emb, scores.reshape({6, 3, 2}), logits, good); });
+  both([&](auto p) { step(p, emb, scores, logits.reshape({3, 4}), good); });
+  both([&](auto p) { step(p, emb, scores, logits, good.narrow0(0, 4)); });
+  both([&](auto p) {
+    using P = decltype(p);
+    proto::prototype_step(emb.to<P>(), scores.to<P>(), logits.to<P>(), good.to<P>(), protos.clone().to<P>(),
+                          {.gumbel = true});
+  });
+  auto lg = rndf({4, 6}, 3);
+  CHECK(both([&](auto p) {
+          using P = decltype(p);
+          ppd_loss(variable<float, P>(lg.to<P>()), tensor<std::int64_t>::from_vector({1, 255, 6, 7}, {4}).to<P>());
+        }).find("proto_targets[2] is 6") != std::string::npos);
+  both([&](auto p) {
+    using P = decltype(p);
+    ppc_loss(variable<float, P>(lg.to<P>()), tensor<std::int64_t>::from_vector({1, -2, 0, 0}, {4}).to<P>());
+  });
+  both([&](auto p) {
+    using P = decltype(p);
+    ppd_loss(variable<float, P>(lg.to<P>()), zeros<std::int64_t, P>({3}));
+  });
+  const proto::prototype_head_options opt{.in_channels = 3, .num_classes = 2, .num_prototypes = 2, .seed = 1};
+  both([&](auto p) {
+    using P = decltype(p);
+    proto::prototype_head<float, P> h(opt);
+    h(variable<float, P>(zeros<float, P>({1, 4, 2, 2})));
+  });
+  both([&](auto p) {
+    using P = decltype(p);
+    proto::prototype_head<float, P> h(opt);
+    h(variable<float, P>(zeros<float, P>({1, 3, 2, 2})), zeros<std::int64_t, P>({2, 2, 2}));
+  });
+  both([&](auto p) {
+    using P = decltype(p);
+    proto::prototype_head<float, P> h(opt);
+    h.train();
+    h(variable<float, P>(zeros<float, P>({1, 3, 2, 2})), full<std::int64_t, P>({1, 2, 2}, 5));
+  });
 }
 
 }  // namespace cuda_nn_parity

@@ -12,7 +12,9 @@
 /// Also `softmax_head`, the parametric 1x1-conv classifier it replaces
 /// (SegFormer's `linear_pred`), for comparison.
 ///
-/// CPU policy only (the prototype step and losses run on the host).
+/// Both policies: on a device policy (`protoseg::cuda`) the prototype step,
+/// the label resize and the prototype normalisation run on the device
+/// (backend/cuda/proto.cuh), with the same results as on the cpu.
 
 #include <cmath>
 #include <cstdint>
@@ -124,6 +126,24 @@ void normalize_rows(tensor<T> x) {
   }
 }
 
+/// nearest_labels on a device policy (same float scale as the cpu one).
+template <ot::device_policy P>
+tensor<std::int64_t, P> nearest_labels(const tensor<std::int64_t, P>& labels, std::int64_t oh, std::int64_t ow) {
+  const std::int64_t b = labels.shape()[0], h = labels.shape()[1], w = labels.shape()[2];
+  if (h == oh && w == ow) return labels;
+  auto out = tensor<std::int64_t, P>::empty({b, oh, ow});
+  if (out.numel() > 0) backend::prototype<P>::nearest_labels(labels.data(), out.data(), b, h, w, oh, ow);
+  return out;
+}
+
+/// normalize_rows on a device policy.
+template <class T, ot::device_policy P>
+void normalize_rows(tensor<T, P> x) {
+  const std::int64_t D = x.shape()[x.rank() - 1];
+  if (D == 0 || x.numel() == 0) return;
+  backend::prototype<P>::normalize_rows(x.data(), x.numel() / D, D);
+}
+
 }  // namespace detail
 
 /// The published `ProjectionHead(proj='convmlp')`: conv1x1 -> BatchNorm ->
@@ -154,7 +174,7 @@ class projection_head : public nn::module<T, P> {
 /// `mask_norm` (LayerNorm C); buffer `prototypes` (C, M, D).
 template <class T, class P = cpu>
 class prototype_head : public nn::module<T, P> {
-  static_assert(std::is_same_v<P, cpu>, "protoseg::proto::prototype_head: implemented for the cpu policy");
+  static_assert(policy<P>, "protoseg::proto::prototype_head: P must be a protoseg policy (cpu or cuda)");
 
  public:
   using variable_type = variable<T, P>;

@@ -10,12 +10,16 @@
 /// them (momentum gamma, Eq. 10), then are re-normalised.
 
 #include <algorithm>
+#include <string>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "protoseg/backend/primitives.hpp"
+#include "protoseg/backend/proto_primitives.hpp"
 #include "protoseg/error.hpp"
 #include "protoseg/ot/assignment.hpp"
+#include "protoseg/ot/device.hpp"
 #include "protoseg/ot/segmented.hpp"
 #include "protoseg/tensor/tensor.hpp"
 
@@ -46,13 +50,60 @@ struct step_options {
 };
 
 /// What the step returns: the prototype target of every pixel (int64, N;
-/// class * M + assigned prototype, or target_ignore_index), how many pixels
-/// were correct (fed the update), and the Sinkhorn rounds run.
-struct step_result {
-  tensor<std::int64_t> targets;
+/// class * M + assigned prototype, or target_ignore_index) on the policy of
+/// the inputs, how many pixels were correct (fed the update), and the
+/// Sinkhorn rounds run.
+template <class P>
+struct basic_step_result {
+  tensor<std::int64_t, P> targets;
   std::int64_t correct = 0;
   int sinkhorn_iterations = 0;
 };
+/// The step's result on the cpu policy.
+using step_result = basic_step_result<cpu>;
+
+namespace detail {
+
+struct step_sizes {
+  std::int64_t N, C, M, D;
+};
+
+/// Shapes and options of the prototype step (every policy).
+template <class T, class P>
+step_sizes check_step_inputs(const tensor<T, P>& embeddings, const tensor<T, P>& scores,
+                             const tensor<T, P>& class_logits, const tensor<std::int64_t, P>& labels,
+                             const tensor<T, P>& prototypes, const step_options& o) {
+  constexpr const char* who = "prototype_step";
+  if (!prototypes.defined() || prototypes.rank() != 3)
+    ::protoseg::detail::fail<shape_error>(who, ": prototypes must be (C, M, D), got ",
+                                          prototypes.defined() ? prototypes.shape().str() : std::string("undefined"));
+  const std::int64_t C = prototypes.shape()[0], M = prototypes.shape()[1], D = prototypes.shape()[2];
+  if (!embeddings.defined() || embeddings.rank() != 2 || embeddings.shape()[1] != D)
+    ::protoseg::detail::fail<shape_error>(who, ": embeddings must be (N, ", D, "), got ",
+                                          embeddings.defined() ? embeddings.shape().str() : std::string("undefined"));
+  const std::int64_t N = embeddings.shape()[0];
+  if (!scores.defined() || !(scores.shape() == shape{N, C, M}))
+    ::protoseg::detail::fail<shape_error>(who, ": scores must be (", N, ", ", C, ", ", M, "), got ",
+                                          scores.defined() ? scores.shape().str() : std::string("undefined"));
+  if (!class_logits.defined() || !(class_logits.shape() == shape{N, C}))
+    ::protoseg::detail::fail<shape_error>(who, ": class_logits must be (", N, ", ", C, "), got ",
+                                          class_logits.defined() ? class_logits.shape().str() : std::string("undefined"));
+  if (!labels.defined() || !(labels.shape() == shape{N}))
+    ::protoseg::detail::fail<shape_error>(who, ": labels must be (", N, ",), got ",
+                                          labels.defined() ? labels.shape().str() : std::string("undefined"));
+  if (!(o.gamma >= 0 && o.gamma <= 1))
+    ::protoseg::detail::fail<value_error>(who, ": options.gamma is ", o.gamma, ", expected a momentum in [0, 1]");
+  if (o.gumbel && o.gen == nullptr)
+    ::protoseg::detail::fail<value_error>(who, ": options.gen is nullptr, expected a seeded generator for Gumbel sampling");
+  return {N, C, M, D};
+}
+
+[[noreturn]] inline void bad_step_label(std::int64_t n, std::int64_t k, std::int64_t C, std::int64_t ignore_index) {
+  ::protoseg::detail::fail<value_error>("prototype_step: labels[", n, "] is ", k, ", expected a class id in [0, ", C,
+                                        ") or the ignore index ", ignore_index);
+}
+
+}  // namespace detail
 
 /// The prototype step (published `prototype_learning`, all classes in one
 /// segmented pass). `embeddings` (N, D) unit pixel embeddings, `scores`
@@ -62,32 +113,13 @@ struct step_result {
 /// options.update_prototypes. Pixels of class k are clustered with the
 /// Sinkhorn over their scores against k's prototypes; pixels whose
 /// prediction equals the label (published `mask = gt == pred`) feed the
-/// update.
+/// update. This overload serves the cpu policy; a device policy overload
+/// (same contract, same results) follows.
 template <class T>
 step_result prototype_step(const tensor<T>& embeddings, const tensor<T>& scores, const tensor<T>& class_logits,
                            const tensor<std::int64_t>& labels, tensor<T> prototypes, const step_options& o = {}) {
-  constexpr const char* who = "prototype_step";
-  if (!prototypes.defined() || prototypes.rank() != 3)
-    detail::fail<shape_error>(who, ": prototypes must be (C, M, D), got ",
-                              prototypes.defined() ? prototypes.shape().str() : std::string("undefined"));
-  const std::int64_t C = prototypes.shape()[0], M = prototypes.shape()[1], D = prototypes.shape()[2];
-  if (!embeddings.defined() || embeddings.rank() != 2 || embeddings.shape()[1] != D)
-    detail::fail<shape_error>(who, ": embeddings must be (N, ", D, "), got ",
-                              embeddings.defined() ? embeddings.shape().str() : std::string("undefined"));
-  const std::int64_t N = embeddings.shape()[0];
-  if (!scores.defined() || !(scores.shape() == shape{N, C, M}))
-    detail::fail<shape_error>(who, ": scores must be (", N, ", ", C, ", ", M, "), got ",
-                              scores.defined() ? scores.shape().str() : std::string("undefined"));
-  if (!class_logits.defined() || !(class_logits.shape() == shape{N, C}))
-    detail::fail<shape_error>(who, ": class_logits must be (", N, ", ", C, "), got ",
-                              class_logits.defined() ? class_logits.shape().str() : std::string("undefined"));
-  if (!labels.defined() || !(labels.shape() == shape{N}))
-    detail::fail<shape_error>(who, ": labels must be (", N, ",), got ",
-                              labels.defined() ? labels.shape().str() : std::string("undefined"));
-  if (!(o.gamma >= 0 && o.gamma <= 1))
-    detail::fail<value_error>(who, ": options.gamma is ", o.gamma, ", expected a momentum in [0, 1]");
-  if (o.gumbel && o.gen == nullptr)
-    detail::fail<value_error>(who, ": options.gen is nullptr, expected a seeded generator for Gumbel sampling");
+  const detail::step_sizes sz = detail::check_step_inputs(embeddings, scores, class_logits, labels, prototypes, o);
+  const std::int64_t N = sz.N, C = sz.C, M = sz.M, D = sz.D;
 
   // Class sizes and CSR offsets (a counting sort of the labelled pixels).
   const std::int64_t* lab = labels.data();
@@ -95,9 +127,7 @@ step_result prototype_step(const tensor<T>& embeddings, const tensor<T>& scores,
   for (std::int64_t n = 0; n < N; ++n) {
     const std::int64_t k = lab[n];
     if (k == o.ignore_index) continue;
-    if (k < 0 || k >= C)
-      detail::fail<value_error>(who, ": labels[", n, "] is ", k, ", expected a class id in [0, ", C,
-                                ") or the ignore index ", o.ignore_index);
+    if (k < 0 || k >= C) detail::bad_step_label(n, k, C, o.ignore_index);
     ++count[static_cast<std::size_t>(k) + 1];
   }
   auto offsets = tensor<std::int64_t>::empty({C + 1});
@@ -176,6 +206,61 @@ step_result prototype_step(const tensor<T>& embeddings, const tensor<T>& scores,
     const T inv = T(1) / std::max(std::sqrt(norm), T(1e-12));
     for (std::int64_t d = 0; d < D; ++d) pk[d] *= inv;
   }
+  return res;
+}
+
+/// The prototype step on a device policy (`protoseg::cuda`): the same
+/// contract and results as the cpu overload, computed on the device by the
+/// `backend::prototype<P>` primitive (stable grouping by class, gather, one
+/// segmented Sinkhorn launch, hard assignment, momentum update). Only the
+/// C + 1 class offsets and a few counts cross to the host. With
+/// options.gumbel the R x M Gumbel variates are drawn on the host from
+/// *options.gen in the cpu order and copied once, so both policies sample
+/// the same prototypes for the same seed.
+template <class T, ot::device_policy P>
+basic_step_result<P> prototype_step(const tensor<T, P>& embeddings, const tensor<T, P>& scores,
+                                    const tensor<T, P>& class_logits, const tensor<std::int64_t, P>& labels,
+                                    tensor<T, P> prototypes, const step_options& o = {}) {
+  using kernels = backend::prototype<P>;
+  const detail::step_sizes sz = detail::check_step_inputs(embeddings, scores, class_logits, labels, prototypes, o);
+  const std::int64_t N = sz.N, C = sz.C, M = sz.M, D = sz.D;
+  if (N > 0) {
+    const std::int64_t bad = backend::softmax<P>::find_bad_label(labels.data(), N, C, o.ignore_index);
+    if (bad >= 0) detail::bad_step_label(bad, labels.narrow0(bad, bad + 1).item(), C, o.ignore_index);
+  }
+  basic_step_result<P> res;
+  res.targets = full<std::int64_t, P>(shape{N}, o.target_ignore_index);
+  if (N == 0) return res;
+  auto order = tensor<std::int64_t, P>::empty({N});
+  auto offsets = tensor<std::int64_t, P>::empty({C + 1});
+  kernels::group_by_label(labels.data(), N, C, o.ignore_index, order.data(), offsets.data());
+  const std::int64_t R = offsets.narrow0(C, C + 1).item();
+  if (R == 0) return res;
+
+  auto block = tensor<T, P>::empty({R, M});
+  kernels::gather_own_scores(scores.data(), labels.data(), order.data(), R, C, M, block.data());
+  ot::sinkhorn_options so;
+  so.iterations = o.sinkhorn_iterations;
+  so.kappa = o.kappa;
+  auto q = ot::segmented_sinkhorn(block, offsets, so);
+  res.sinkhorn_iterations = q.iterations;
+  tensor<double, P> noise;
+  if (o.gumbel) {
+    std::vector<double> g(static_cast<std::size_t>(R * M));
+    for (auto& v : g) v = o.gen->gumbel();
+    noise = tensor<double, P>::from_vector(g, {R, M});
+  }
+  auto index = tensor<std::int64_t, P>::empty({R});
+  auto chosen = tensor<std::int64_t, P>::empty({R});
+  kernels::harden(q.assignment.data(), o.gumbel ? noise.data() : nullptr, R, M, index.data(), chosen.data());
+  kernels::scatter_targets(order.data(), labels.data(), index.data(), R, M, res.targets.data());
+
+  auto keys = tensor<std::int64_t, P>::empty({R});
+  res.correct =
+      kernels::correct_keys(class_logits.data(), labels.data(), order.data(), chosen.data(), R, C, M, keys.data());
+  if (!o.update_prototypes) return res;
+  kernels::momentum_update(keys.data(), order.data(), R, embeddings.data(), D, C * M, static_cast<T>(o.gamma),
+                           prototypes.data());
   return res;
 }
 
