@@ -48,13 +48,16 @@ inline void set_threads(std::int64_t n) {
 #endif
 }
 
-/// Refuses --device cuda with a clear message: the trainers run the
-/// prototype head on the host, and this build has no GPU path for them.
+/// Refuses --device cuda with a clear message: the example programs are
+/// built with the host compiler for the cpu policy (the library's models,
+/// head and losses compile for protoseg::cuda, but no nvcc build of the
+/// trainers exists yet).
 inline void check_device(const std::string& device) {
   if (device == "cpu") return;
   throw usage_error("--device " + device +
-                    ": the example trainers run on the cpu policy only (the ProtoSeg head and its losses "
-                    "have no cuda specialisation yet; see docs/cuda.md). Use --device cpu.");
+                    ": these example programs are built for the cpu policy only (the models, the ProtoSeg head "
+                    "and its losses run on protoseg::cuda from your own nvcc-compiled code; see docs/cuda.md). "
+                    "Use --device cpu.");
 }
 
 /// The data set of a split, as the configuration names it.
