@@ -153,6 +153,7 @@ void BM_main_job_step(benchmark::State& state) {
 }
 
 void BM_proto_step(benchmark::State& state) {
+  if (const char* v = std::getenv("BENCH_CPU_CACHE_MB")) set_cpu_cache_limit(std::size_t(std::atoll(v)) << 20);
   const std::int64_t C = state.range(0), M = 10, D = 256, N = 2 * 128 * 128;
   set_num_threads(static_cast<int>(state.range(1)));
   generator g(0);

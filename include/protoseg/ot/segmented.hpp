@@ -108,6 +108,8 @@ segmented_result<T> segmented_sinkhorn(const tensor<T>& scores, const tensor<std
   const bool par = N * M > backend::cpu_detail::parallel_grain && C > 1;
 #if defined(_OPENMP)
 #pragma omp parallel if (par)
+#else
+  (void)par;
 #endif
   {
     // Per-thread buffers, sized once for the largest class: no allocation

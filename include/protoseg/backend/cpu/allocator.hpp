@@ -6,11 +6,16 @@
 /// Freed blocks are kept per size and handed out again, up to a byte limit.
 /// Under AddressSanitizer the cache is off so that use-after-free is caught.
 
+#include <algorithm>
 #include <cstddef>
 #include <mutex>
 #include <new>
 #include <unordered_map>
 #include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 
 namespace protoseg {
 
@@ -80,6 +85,17 @@ class host_block_cache {
 
  private:
   host_block_cache() = default;
+  // A quarter of the physical memory, at least 1 GiB: a step that allocates
+  // blocks of a gigabyte (the N x C*M scores of 847 classes) must be able to
+  // keep them, or it page-faults them in again on every step (3.5x slower).
+  static std::size_t default_limit() noexcept {
+    std::size_t limit = std::size_t(1) << 30;
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) limit = std::max(limit, static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) / 4);
+#endif
+    return limit;
+  }
   static std::size_t round(std::size_t bytes) noexcept { return (bytes + alignment - 1) / alignment * alignment; }
   static constexpr bool enabled() noexcept {
 #if defined(__SANITIZE_ADDRESS__)
@@ -92,14 +108,15 @@ class host_block_cache {
   mutable std::mutex mutex_;
   std::unordered_map<std::size_t, std::vector<void*>> free_;
   std::size_t cached_ = 0;
-  std::size_t limit_ = std::size_t(1) << 30;  // 1 GiB of idle blocks at most
+  std::size_t limit_ = default_limit();
 };
 
 }  // namespace detail
 
 /// Bytes of freed cpu tensor storage kept for reuse.
 inline std::size_t cpu_cached_bytes() { return detail::host_block_cache::instance().cached_bytes(); }
-/// Largest number of idle bytes the cpu allocator keeps (default 1 GiB);
+/// Largest number of idle bytes the cpu allocator keeps (default a quarter
+/// of the physical memory, at least 1 GiB);
 /// 0 turns caching off and frees what is cached.
 inline void set_cpu_cache_limit(std::size_t bytes) { detail::host_block_cache::instance().set_limit(bytes); }
 /// Returns every cached block to the system.

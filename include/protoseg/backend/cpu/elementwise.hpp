@@ -2,7 +2,7 @@
 /// \file elementwise.hpp
 /// cpu elementwise primitives: fill, iota, map, zip and broadcasting zip.
 
-#include <Eigen/Core>
+#include "protoseg/backend/cpu/eigen.hpp"
 #include <cstdint>
 #include <type_traits>
 

@@ -7,7 +7,7 @@
 /// which made thin products such as the (10 x 256) x (256 x 1e5) scores of
 /// online clustering 15x slower on two threads than on one.
 
-#include <Eigen/Core>
+#include "protoseg/backend/cpu/eigen.hpp"
 #include <algorithm>
 #include <cstdint>
 

@@ -2,7 +2,7 @@
 /// \file reduction.hpp
 /// cpu reductions along the middle axis of an (outer, n, inner) view.
 
-#include <Eigen/Core>
+#include "protoseg/backend/cpu/eigen.hpp"
 #include <cstdint>
 #include <limits>
 #include <type_traits>
@@ -53,6 +53,30 @@ struct reduction<cpu> {
   template <class T>
   static void argmax(const T* in, T* values, std::int64_t* indices, std::int64_t outer,
                      std::int64_t n, std::int64_t inner) {
+    if (inner == 1) {  // contiguous rows
+      PROTOSEG_OMP_FOR(outer * n)
+      for (std::int64_t o = 0; o < outer; ++o) {
+        const T* p = in + o * n;
+        T best = p[0];
+        std::int64_t arg = 0;
+        if (best == best) {
+          for (std::int64_t k = 1; k < n; ++k) {
+            const T v = p[k];
+            if (v > best) {
+              best = v;
+              arg = k;
+            } else if (v != v) {
+              best = v;
+              arg = k;
+              break;
+            }
+          }
+        }
+        if (values) values[o] = best;
+        indices[o] = arg;
+      }
+      return;
+    }
     PROTOSEG_OMP_FOR(outer * n * inner)
     for (std::int64_t o = 0; o < outer; ++o) {
       for (std::int64_t i = 0; i < inner; ++i) {

@@ -3,6 +3,7 @@
 /// cpu fused softmax / log-softmax along an axis, their backward passes and
 /// the cross-entropy gather, on (outer, n, inner) views.
 
+#include "protoseg/backend/cpu/eigen.hpp"
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -17,6 +18,23 @@ struct softmax<cpu> {
   /// y = softmax(x) (or log-softmax when `log` is set) along the middle axis.
   template <class T>
   static void forward(const T* x, T* y, std::int64_t outer, std::int64_t n, std::int64_t inner, bool log) {
+    if (inner == 1) {  // contiguous rows: Eigen's vectorised exp
+      using row = Eigen::Array<T, Eigen::Dynamic, 1>;
+      PROTOSEG_OMP_FOR(outer * n)
+      for (std::int64_t o = 0; o < outer; ++o) {
+        Eigen::Map<const row> xr(x + o * n, n);
+        Eigen::Map<row> yr(y + o * n, n);
+        const T mx = xr.maxCoeff();
+        if (log) {
+          const T lse = mx + std::log((xr - mx).exp().sum());
+          yr = xr - lse;
+        } else {
+          yr = (xr - mx).exp();
+          yr *= T(1) / yr.sum();
+        }
+      }
+      return;
+    }
     PROTOSEG_OMP_FOR(outer * n * inner)
     for (std::int64_t o = 0; o < outer; ++o) {
       for (std::int64_t i = 0; i < inner; ++i) {
@@ -42,6 +60,17 @@ struct softmax<cpu> {
   template <class T>
   static void backward(const T* y, const T* g, T* gx, std::int64_t outer, std::int64_t n,
                        std::int64_t inner, bool log) {
+    if (inner == 1) {
+      using row = Eigen::Array<T, Eigen::Dynamic, 1>;
+      PROTOSEG_OMP_FOR(outer * n)
+      for (std::int64_t o = 0; o < outer; ++o) {
+        Eigen::Map<const row> yr(y + o * n, n), gr(g + o * n, n);
+        Eigen::Map<row> gxr(gx + o * n, n);
+        if (log) gxr = gr - yr.exp() * gr.sum();
+        else gxr = yr * (gr - (gr * yr).sum());
+      }
+      return;
+    }
     PROTOSEG_OMP_FOR(outer * n * inner)
     for (std::int64_t o = 0; o < outer; ++o) {
       for (std::int64_t i = 0; i < inner; ++i) {
