@@ -92,14 +92,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const ex::usage_error& e) {
-    std::cerr << "protoseg-eval: " << e.what() << "\n(see protoseg-eval --help)\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "protoseg-eval: error: " << e.what() << "\n";
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return ex::run_program("protoseg-eval", argc, argv, run); }

@@ -100,14 +100,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const ex::usage_error& e) {
-    std::cerr << "protoseg-infer: " << e.what() << "\n(see protoseg-infer --help)\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "protoseg-infer: error: " << e.what() << "\n";
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return ex::run_program("protoseg-infer", argc, argv, run); }

@@ -483,14 +483,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const ex::usage_error& e) {
-    std::cerr << "protoseg-train: " << e.what() << "\n(see protoseg-train --help)\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "\nprotoseg-train: error: " << e.what() << "\n";
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return ex::run_program("protoseg-train", argc, argv, run, true); }

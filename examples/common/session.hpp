@@ -48,6 +48,23 @@ inline void set_threads(std::int64_t n) {
 #endif
 }
 
+/// The main() of the example programs: runs `run`, and turns a command-line
+/// mistake into "NAME: message (see NAME --help)" with status 2 and any other
+/// error into "NAME: error: message" with status 1. `fresh_line` starts the
+/// error on a new line (after a progress bar).
+template <class Run>
+int run_program(const char* name, int argc, char** argv, Run run, bool fresh_line = false) {
+  try {
+    return run(argc, argv);
+  } catch (const usage_error& e) {
+    std::cerr << name << ": " << e.what() << "\n(see " << name << " --help)\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << (fresh_line ? "\n" : "") << name << ": error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
 /// Refuses --device cuda with a clear message: the example programs are
 /// built with the host compiler for the cpu policy (the library's models,
 /// head and losses compile for protoseg::cuda, but no nvcc build of the
