@@ -313,6 +313,56 @@ TEST_CASE("gradcheck: layer_norm and batch_norm (training and eval)") {
              {rnd({4, 3}, 13)});
 }
 
+TEST_CASE("upsampled_cross_entropy equals interpolate + cross_entropy, and its gradcheck") {
+  // Labels (2, 5, 7) with ignored pixels; class weights; both align_corners.
+  generator g(21);
+  auto labels = tensor<std::int64_t>::empty({2, 5, 7});
+  for (std::int64_t i = 0; i < labels.numel(); ++i) labels.data()[i] = i % 11 == 3 ? 255 : std::int64_t(g.below(3));
+  const auto w = tensor<double>::from_vector({0.5, 2.0, 1.0}, {3});
+  for (bool ac : {false, true}) {
+    CAPTURE(ac);
+    const cross_entropy_options<double> opt{.ignore_index = 255, .class_weights = w};
+    const variable<double> x(rnd({2, 3, 3, 4}, 5, -2.0, 2.0), true), y(x.value().clone(), true);
+    auto fused = nn::functional::upsampled_cross_entropy(x, labels, ac, opt);
+    auto ref = cross_entropy(nn::functional::interpolate(y, 5, 7, nn::interpolate_options{.align_corners = ac}), labels, opt);
+    CHECK(fused.value().item() == doctest::Approx(ref.value().item()).epsilon(1e-12));
+    fused.backward();
+    ref.backward();
+    CHECK(max_abs_diff(x.grad(), y.grad()) < 1e-12);
+    check_grad([=](const vars& v) { return nn::functional::upsampled_cross_entropy(v[0], labels, ac, opt); },
+               {rnd({2, 3, 3, 4}, 6, -2.0, 2.0)});
+  }
+  // Every label ignored: 0 with a zero gradient, as cross_entropy.
+  auto ignored = tensor<std::int64_t>::empty({1, 4, 4});
+  for (std::int64_t i = 0; i < ignored.numel(); ++i) ignored.data()[i] = 255;
+  const variable<double> z(rnd({1, 3, 2, 2}, 7), true);
+  auto l0 = nn::functional::upsampled_cross_entropy(z, ignored, false, cross_entropy_options<double>{.ignore_index = 255});
+  CHECK(l0.value().item() == 0.0);
+  l0.backward();
+  CHECK(max_abs_diff(z.grad(), zeros<double>({1, 3, 2, 2})) == 0.0);
+}
+
+TEST_CASE("class_max: the maximum over each class's prototypes, its gradcheck, and its gradient added in place") {
+  // Distinct values so that no class has a tie.
+  std::vector<double> vals(3 * 4 * 3);
+  for (std::size_t i = 0; i < vals.size(); ++i) vals[i] = double((i * 17) % vals.size()) / 7.0;
+  const auto s = tensor<double>::from_vector(vals, {3, 12});
+  const variable<double> a(s.clone(), true), b(s.clone(), true);
+  auto fa = proto::detail::class_max(a, 3);
+  auto fb = max(reshape(b, {3, 4, 3}), 2);
+  CHECK(max_abs_diff(fa.value(), fb.value()) == 0.0);
+  // Summed with another consumer of the scores: add_into must equal the dense sum.
+  const auto wgt = rnd({3, 4}, 4);
+  auto la = sum(fa * variable<double>(wgt)) + sum(a * a);
+  auto lb = sum(fb * variable<double>(wgt)) + sum(b * b);
+  la.backward();
+  lb.backward();
+  CHECK(max_abs_diff(a.grad(), b.grad()) < 1e-14);
+  check_grad([](const vars& v) { return proto::detail::class_max(v[0], 3); }, {s});
+  CHECK_THROWS_WITH_AS(proto::detail::class_max(a, 5), doctest::Contains("class_max: scores must be (N, C * M) with M = 5"),
+                       shape_error);
+}
+
 TEST_CASE("gradcheck: resize, max pooling, dropout masks") {
   using nn::interpolate_options;
   for (bool ac : {false, true})
@@ -640,6 +690,17 @@ TEST_CASE("layers refuse bad options and shapes with the argument named") {
   msg_has([&] {
     nn::functional::interpolate(x, 2, 3, {.mode = backend::resize_mode::nearest, .align_corners = true});
   }, "align_corners");
+  msg_has([&] {
+    nn::functional::upsampled_cross_entropy(variable<float>(zeros<float>({2, 3, 4, 4})), zeros<std::int64_t>({2, 8}), false);
+  }, "labels (B, H, W)");
+  msg_has([&] {
+    nn::functional::upsampled_cross_entropy(variable<float>(zeros<float>({2, 3, 4, 4})), zeros<std::int64_t>({1, 8, 8}), false);
+  }, "labels have shape (1, 8, 8), expected (2, 8, 8)");
+  msg_has([&] {
+    auto bad = zeros<std::int64_t>({1, 8, 8});
+    bad.data()[5] = 3;
+    nn::functional::upsampled_cross_entropy(variable<float>(zeros<float>({1, 3, 4, 4})), bad, false);
+  }, "label 3 at flat position 5 is out of range");
   msg_has([&] { nn::functional::max_pool2d(x, {.kernel_size = 2, .padding = 2}); }, "padding");
   msg_has([&] { nn::functional::max_pool2d(x, {.kernel_size = 7}); }, "smaller than the kernel");
   msg_has([&] { nn::functional::dropout2d(variable<float>(zeros<float>({3})), 0.5, g); }, "rank >= 2");

@@ -41,6 +41,13 @@ struct node {
   /// Gradients for each input, in order; an undefined tensor means "none".
   virtual std::vector<tensor<T, P>> backward(const tensor<T, P>& grad_output) = 0;
   virtual const char* name() const noexcept = 0;
+  /// For an op of one input: adds its input gradient into `slot` (defined,
+  /// of the input's shape, held by nothing else) without materialising it,
+  /// and returns true; false when the op has no such rule. Ops whose
+  /// gradient is sparse (max, PPD) or can be formed in place
+  /// (cross-entropy) use it so that a large input (the N x C*M prototype
+  /// scores) gets one gradient buffer instead of one per consumer.
+  virtual bool add_into(const tensor<T, P>&, tensor<T, P>&) { return false; }
   std::vector<std::shared_ptr<variable_impl<T, P>>> inputs;
 };
 
@@ -50,6 +57,14 @@ struct op_node final : node<T, P> {
   explicit op_node(Op o) : op(std::move(o)) {}
   std::vector<tensor<T, P>> backward(const tensor<T, P>& g) override { return op.backward(g); }
   const char* name() const noexcept override { return Op::name; }
+  bool add_into(const tensor<T, P>& g, tensor<T, P>& slot) override {
+    if constexpr (requires(Op& o) { o.add_into(g, slot); }) {
+      op.add_into(g, slot);
+      return true;
+    } else {
+      return false;
+    }
+  }
   Op op;
 };
 
@@ -156,12 +171,19 @@ variable<T, P> record_list(tensor<T, P> out, Op op, const std::vector<variable<T
 /// Adds g into a gradient slot. The first gradient is taken over without a
 /// copy when nothing else holds its storage (a fresh result of an op's
 /// backward); one shared with another slot or a saved tensor is copied, so
-/// that slots never alias.
+/// that slots never alias. Later gradients are added in place when the slot
+/// is the only holder of its storage (no third buffer of the same size).
 template <class T, class P>
 void accumulate(tensor<T, P>& into, tensor<T, P>&& g) {
-  if (into.defined()) into = into + g;
-  else if (g.sole_owner()) into = std::move(g);
-  else into = g.clone();
+  if (into.defined()) {
+    if (into.sole_owner() && into.shape() == g.shape())
+      backend::elementwise<P>::zip(into.data(), g.data(), into.data(), into.numel(), fn::plus{});
+    else into = into + g;
+  } else if (g.sole_owner()) {
+    into = std::move(g);
+  } else {
+    into = g.clone();
+  }
 }
 
 }  // namespace detail
@@ -216,8 +238,18 @@ void variable<T, Policy>::backward(const tensor_type& grad_output) const {
       detail::accumulate(v->grad, std::move(g));
       continue;
     }
-    std::vector<tensor_type> grads = v->grad_fn->backward(g);
     auto& ins = v->grad_fn->inputs;
+    if (ins.size() == 1 && ins[0]->requires_grad) {
+      auto slot = pending.find(ins[0].get());
+      if (slot != pending.end() && slot->second.defined() && slot->second.sole_owner() &&
+          slot->second.shape() == ins[0]->value.shape() && v->grad_fn->add_into(g, slot->second)) {
+        v->grad_fn.reset();
+        v->graph_freed = true;
+        continue;
+      }
+    }
+    std::vector<tensor_type> grads = v->grad_fn->backward(g);
+    g = tensor_type();  // a gradient that is a view of g (reshape) is then taken over without a copy
     for (std::size_t i = 0; i < ins.size() && i < grads.size(); ++i) {
       if (!ins[i]->requires_grad || !grads[i].defined()) continue;
       if (grads[i].shape() != ins[i]->value.shape())

@@ -74,17 +74,21 @@ struct ppd_fn {
   std::int64_t ignore_index, count;
   std::vector<tensor<T, P>> backward(const tensor<T, P>& g) {
     auto gx = zeros<T, P>(in);
-    if (count == 0) return {gx};
+    add_into(g, gx);
+    return {gx};
+  }
+  // Adds the gradient, nonzero only at each pixel's target, into gx.
+  void add_into(const tensor<T, P>& g, tensor<T, P>& gx) {
+    if (count == 0) return;
     const std::int64_t N = in[0], K = in[1];
     const T scale = g.item() * T(-2) / static_cast<T>(count);
     if constexpr (std::is_same_v<P, cpu>) {
       const std::int64_t* t = targets.data();
       for (std::int64_t n = 0; n < N; ++n)
-        if (t[n] != ignore_index) gx.data()[n * K + t[n]] = scale * (T(1) - picked.data()[n]);
+        if (t[n] != ignore_index) gx.data()[n * K + t[n]] += scale * (T(1) - picked.data()[n]);
     } else {
       backend::prototype<P>::ppd_backward(targets.data(), picked.data(), N, K, ignore_index, scale, gx.data());
     }
-    return {gx};
   }
 };
 

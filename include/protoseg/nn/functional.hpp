@@ -17,6 +17,7 @@
 #include "protoseg/autograd/variable.hpp"
 #include "protoseg/backend/cpu/nn.hpp"
 #include "protoseg/backend/nn_primitives.hpp"
+#include "protoseg/loss/cross_entropy.hpp"
 #include "protoseg/ops/arithmetic.hpp"
 #include "protoseg/ops/layout.hpp"
 #include "protoseg/ops/matmul.hpp"
@@ -291,6 +292,33 @@ struct resize_fn {
   std::vector<tensor<T, P>> backward(const tensor<T, P>& g) {
     auto gx = tensor<T, P>::empty(in);
     backend::resize<P>::backward(g.data(), gx.data(), in.product(0, in.rank() - 2), ah, aw);
+    return {gx};
+  }
+};
+
+template <class T, class P>
+struct upsampled_ce_fn {
+  static constexpr const char* name = "upsampled_cross_entropy";
+  tensor<T, P> logits;  // (B, C, h, w), shared with the input
+  tensor<T, P> lse;     // (B * H * W) log-sum-exp of the upsampled logits
+  tensor<std::int64_t, P> labels;
+  tensor<T, P> weights;
+  std::int64_t ignore_index;
+  T weight_sum;
+  backend::resize_axis<T> ah, aw;
+  std::vector<tensor<T, P>> backward(const tensor<T, P>& g) {
+    const std::int64_t B = logits.shape()[0], C = logits.shape()[1];
+    const std::int64_t hw = logits.shape()[2] * logits.shape()[3], HW = ah.out * aw.out;
+    auto gx = tensor<T, P>::empty(logits.shape());
+    const T scale = weight_sum > T(0) ? g.item() / weight_sum : T(0);
+    auto up = tensor<T, P>::empty({C, HW});  // one image's upsampled logits, then their gradient
+    for (std::int64_t b = 0; b < B; ++b) {
+      backend::resize<P>::forward(logits.data() + b * C * hw, up.data(), C, ah, aw);
+      backend::softmax<P>::cross_entropy_backward(up.data(), lse.data() + b * HW, labels.data() + b * HW,
+                                                  weights.defined() ? weights.data() : nullptr, 1, C, HW,
+                                                  ignore_index, scale, up.data());
+      backend::resize<P>::backward(up.data(), gx.data() + b * C * hw, C, ah, aw);
+    }
     return {gx};
   }
 };
@@ -582,6 +610,45 @@ variable<T, P> interpolate(const variable<T, P>& x, std::int64_t out_h, std::int
   auto y = tensor<T, P>::empty(os);
   backend::resize<P>::forward(x.value().data(), y.data(), x.shape().product(0, r - 2), ah, aw);
   return ::protoseg::detail::record(y, detail_fn::resize_fn<T, P>{x.shape(), std::move(ah), std::move(aw)}, x);
+}
+
+/// cross_entropy(interpolate(logits, H, W, bilinear), labels, opt) for
+/// logits (B, C, h, w) and labels (B, H, W), without keeping the upsampled
+/// logits: each image's are computed into one scratch buffer for the
+/// forward and again for the backward, so the step holds C x H x W floats
+/// once instead of B x C x H x W for the logits and again for their
+/// gradient (600 MB for 150 classes, batch 2, 512 x 512).
+template <class T, class P>
+variable<T, P> upsampled_cross_entropy(const variable<T, P>& logits, const tensor<std::int64_t, P>& labels,
+                                       bool align_corners, const cross_entropy_options<T, P>& opt = {}) {
+  if (!logits.defined()) ::protoseg::detail::fail<value_error>("upsampled_cross_entropy: logits are undefined");
+  labels.require_defined("upsampled_cross_entropy");
+  if (logits.rank() != 4 || labels.rank() != 3)
+    ::protoseg::detail::fail<shape_error>("upsampled_cross_entropy: logits must be (B, C, h, w) and labels (B, H, W), got ",
+                                          logits.shape(), " and ", labels.shape());
+  const std::int64_t B = logits.shape()[0], C = logits.shape()[1], h = logits.shape()[2], w = logits.shape()[3];
+  const std::int64_t H = labels.shape()[1], W = labels.shape()[2];
+  ::protoseg::loss_detail::check_cross_entropy(shape{B, C, H, W}, labels, opt, "upsampled_cross_entropy");
+  if (h < 1 || w < 1) ::protoseg::detail::fail<shape_error>("upsampled_cross_entropy: logits ", logits.shape(), " are empty");
+  auto ah = backend::make_resize_axis<T>(h, H, backend::resize_mode::bilinear, align_corners);
+  auto aw = backend::make_resize_axis<T>(w, W, backend::resize_mode::bilinear, align_corners);
+  auto lse = tensor<T, P>::empty({B * H * W});
+  auto up = tensor<T, P>::empty({C, H * W});
+  const T* weight = opt.class_weights.defined() ? opt.class_weights.data() : nullptr;
+  double total = 0, wsum = 0;
+  for (std::int64_t b = 0; b < B; ++b) {
+    backend::resize<P>::forward(logits.value().data() + b * C * h * w, up.data(), C, ah, aw);
+    T ws{};
+    total += static_cast<double>(backend::softmax<P>::cross_entropy_forward(
+        up.data(), labels.data() + b * H * W, weight, 1, C, H * W, opt.ignore_index, lse.data() + b * H * W, &ws));
+    wsum += static_cast<double>(ws);
+  }
+  const T loss = wsum > 0 ? static_cast<T>(total / wsum) : T(0);
+  return ::protoseg::detail::record(
+      full<T, P>(shape{}, loss),
+      detail_fn::upsampled_ce_fn<T, P>{logits.value(), lse, labels, opt.class_weights, opt.ignore_index,
+                                       static_cast<T>(wsum), std::move(ah), std::move(aw)},
+      logits);
 }
 
 /// Max pooling of x (N, C, H, W) as F.max_pool2d (dilation 1, floor mode);

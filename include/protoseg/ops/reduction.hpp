@@ -30,6 +30,10 @@ struct max_fn {
     backend::reduction<P>::scatter_axis(g.data(), idx.data(), out.data(), sp.outer, sp.n, sp.inner);
     return {out};
   }
+  void add_into(const tensor<T, P>& g, tensor<T, P>& slot) {
+    const auto sp = detail::split_at(in, axis);
+    backend::reduction<P>::scatter_axis_add(g.data(), idx.data(), slot.data(), sp.outer, sp.n, sp.inner);
+  }
 };
 }  // namespace ops_detail
 

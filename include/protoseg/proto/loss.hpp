@@ -49,14 +49,12 @@ loss_terms<T, P> segmentation_loss(const variable<T, P>& logits, const tensor<st
     ::protoseg::detail::fail<shape_error>("segmentation_loss: labels must be (", logits.shape()[0],
                                           ", H, W) int64, got ", labels.shape());
   const std::int64_t H = labels.shape()[1], W = labels.shape()[2];
-  auto up = (logits.shape()[2] == H && logits.shape()[3] == W)
-                ? logits
-                : nn::functional::interpolate(logits, H, W,
-                                              nn::interpolate_options{backend::resize_mode::bilinear, opt.align_corners});
   cross_entropy_options<T, P> ce;
   ce.ignore_index = opt.ignore_index;
   loss_terms<T, P> t;
-  t.ce = cross_entropy(up, labels, ce);
+  t.ce = (logits.shape()[2] == H && logits.shape()[3] == W)
+             ? cross_entropy(logits, labels, ce)
+             : nn::functional::upsampled_cross_entropy(logits, labels, opt.align_corners, ce);
   t.total = t.ce;
   return t;
 }

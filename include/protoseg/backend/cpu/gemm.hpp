@@ -10,6 +10,7 @@
 #include "protoseg/backend/cpu/eigen.hpp"
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "protoseg/backend/cpu/parallel.hpp"
 #include "protoseg/backend/primitives.hpp"
@@ -29,8 +30,14 @@ void gemm_block(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k
   cmap B(b, tb ? n : k, tb ? k : n, stride(ldb));  // op(B) is k x n
   auto assign = [&](const auto& product) {
     if (beta == T(0)) {
-      if (alpha == T(1)) C.noalias() = product;
-      else C.noalias() = alpha * product;
+      // Zeroing with memset (non-temporal stores for large blocks) rather
+      // than Eigen's `=`, whose setZero reads every line before writing it:
+      // that costs ~0.1 s on the 1.1 GB scores of 847 classes.
+      if (ldc == n) std::memset(c, 0, sizeof(T) * static_cast<std::size_t>(m * n));
+      else
+        for (std::int64_t r = 0; r < m; ++r) std::memset(c + r * ldc, 0, sizeof(T) * static_cast<std::size_t>(n));
+      if (alpha == T(1)) C.noalias() += product;
+      else C.noalias() += alpha * product;
     } else {
       if (beta != T(1)) C *= beta;
       C.noalias() += alpha * product;

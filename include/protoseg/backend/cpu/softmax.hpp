@@ -4,6 +4,7 @@
 /// the cross-entropy gather, on (outer, n, inner) views.
 
 #include "protoseg/backend/cpu/eigen.hpp"
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -100,19 +101,48 @@ struct softmax<cpu> {
     return -1;
   }
 
-  /// Weighted negative log-likelihood: returns sum_j w[l_j] * -logp[l_j] and
-  /// writes sum_j w[l_j] to *weight_sum, over labels that are not ignored.
-  /// Labels must have been validated. `weight` may be null (all ones).
+  /// Cross-entropy from the logits, without materialising the log-softmax:
+  /// writes lse[o, i] = log sum_k exp(x[o, k, i]) and returns
+  /// sum_j w[l_j] * (lse_j - x[l_j]) over the labels that are not ignored,
+  /// with sum_j w[l_j] in *weight_sum. Labels must have been validated.
+  /// `weight` may be null (all ones).
   template <class T>
-  static T nll_forward(const T* logp, const std::int64_t* labels, const T* weight, std::int64_t outer,
-                       std::int64_t n, std::int64_t inner, std::int64_t ignore_index, T* weight_sum) {
+  static T cross_entropy_forward(const T* x, const std::int64_t* labels, const T* weight, std::int64_t outer,
+                                 std::int64_t n, std::int64_t inner, std::int64_t ignore_index, T* lse,
+                                 T* weight_sum) {
+    using array = Eigen::Array<T, Eigen::Dynamic, 1>;
+    if (inner == 1) {
+      PROTOSEG_OMP_FOR(outer * n)
+      for (std::int64_t o = 0; o < outer; ++o) {
+        if (labels[o] == ignore_index) {
+          lse[o] = T(0);
+          continue;
+        }
+        Eigen::Map<const array> xr(x + o * n, n);
+        const T mx = xr.maxCoeff();
+        lse[o] = mx + std::log((xr - mx).exp().sum());
+      }
+    } else {
+      const std::int64_t blocks = (inner + block - 1) / block;
+      PROTOSEG_OMP_FOR(outer * n * inner)
+      for (std::int64_t ob = 0; ob < outer * blocks; ++ob) {
+        const std::int64_t o = ob / blocks, i0 = (ob % blocks) * block, len = std::min(block, inner - i0);
+        const T* base = x + o * n * inner + i0;
+        Eigen::Map<array> out(lse + o * inner + i0, len);
+        out = Eigen::Map<const array>(base, len);  // the running maximum
+        for (std::int64_t k = 1; k < n; ++k) out = out.max(Eigen::Map<const array>(base + k * inner, len));
+        array sum = array::Zero(len);
+        for (std::int64_t k = 0; k < n; ++k) sum += (Eigen::Map<const array>(base + k * inner, len) - out).exp();
+        out += sum.log();
+      }
+    }
     double loss = 0, wsum = 0;
     for (std::int64_t o = 0; o < outer; ++o) {
       for (std::int64_t i = 0; i < inner; ++i) {
         const std::int64_t l = labels[o * inner + i];
         if (l == ignore_index) continue;
         const double w = weight ? double(weight[l]) : 1.0;
-        loss -= w * double(logp[(o * n + l) * inner + i]);
+        loss += w * (double(lse[o * inner + i]) - double(x[(o * n + l) * inner + i]));
         wsum += w;
       }
     }
@@ -120,29 +150,52 @@ struct softmax<cpu> {
     return static_cast<T>(loss);
   }
 
-  /// Gradient of scale * nll with respect to the logits:
-  /// scale * w[l] * (softmax - onehot(l)) per non-ignored position, 0 elsewhere.
+  /// Gradient of scale * cross_entropy with respect to the logits, from the
+  /// logits and their `lse` (cross_entropy_forward):
+  /// scale * w[l] * (exp(x - lse) - onehot(l)) per non-ignored position, 0
+  /// elsewhere; added to gx instead when `accumulate` is set. gx may be x.
   template <class T>
-  static void nll_logits_backward(const T* logp, const std::int64_t* labels, const T* weight,
-                                  std::int64_t outer, std::int64_t n, std::int64_t inner,
-                                  std::int64_t ignore_index, T scale, T* gx) {
-    PROTOSEG_OMP_FOR(outer * n * inner)
-    for (std::int64_t o = 0; o < outer; ++o) {
-      for (std::int64_t i = 0; i < inner; ++i) {
-        const std::int64_t l = labels[o * inner + i];
-        const std::int64_t base = o * n * inner + i;
+  static void cross_entropy_backward(const T* x, const T* lse, const std::int64_t* labels, const T* weight,
+                                     std::int64_t outer, std::int64_t n, std::int64_t inner,
+                                     std::int64_t ignore_index, T scale, T* gx, bool accumulate = false) {
+    using array = Eigen::Array<T, Eigen::Dynamic, 1>;
+    if (inner == 1) {
+      PROTOSEG_OMP_FOR(outer * n)
+      for (std::int64_t o = 0; o < outer; ++o) {
+        Eigen::Map<array> gr(gx + o * n, n);
+        const std::int64_t l = labels[o];
         if (l == ignore_index) {
-          for (std::int64_t k = 0; k < n; ++k) gx[base + k * inner] = T(0);
+          if (!accumulate) gr.setZero();
           continue;
         }
         const T w = scale * (weight ? weight[l] : T(1));
-        for (std::int64_t k = 0; k < n; ++k) {
-          const T p = std::exp(logp[base + k * inner]);
-          gx[base + k * inner] = w * (p - (k == l ? T(1) : T(0)));
-        }
+        if (accumulate) gr += (Eigen::Map<const array>(x + o * n, n) - lse[o]).exp() * w;
+        else gr = (Eigen::Map<const array>(x + o * n, n) - lse[o]).exp() * w;
+        gr[l] -= w;
       }
+      return;
+    }
+    const std::int64_t blocks = (inner + block - 1) / block;
+    PROTOSEG_OMP_FOR(outer * n * inner)
+    for (std::int64_t ob = 0; ob < outer * blocks; ++ob) {
+      const std::int64_t o = ob / blocks, i0 = (ob % blocks) * block, len = std::min(block, inner - i0);
+      const std::int64_t* lab = labels + o * inner + i0;
+      array w(len);
+      for (std::int64_t i = 0; i < len; ++i)
+        w[i] = lab[i] == ignore_index ? T(0) : scale * (weight ? weight[lab[i]] : T(1));
+      Eigen::Map<const array> l(lse + o * inner + i0, len);
+      for (std::int64_t k = 0; k < n; ++k) {
+        const std::int64_t off = o * n * inner + k * inner + i0;
+        if (accumulate) Eigen::Map<array>(gx + off, len) += (Eigen::Map<const array>(x + off, len) - l).exp() * w;
+        else Eigen::Map<array>(gx + off, len) = (Eigen::Map<const array>(x + off, len) - l).exp() * w;
+      }
+      for (std::int64_t i = 0; i < len; ++i)
+        if (lab[i] != ignore_index) gx[o * n * inner + lab[i] * inner + i0 + i] -= w[i];
     }
   }
+
+ private:
+  static constexpr std::int64_t block = 256;  // columns per work item when inner > 1
 };
 
 }  // namespace protoseg::backend

@@ -218,7 +218,7 @@ struct ppd_backward_fn {
   T scale;
   T* gx;
   PROTOSEG_HOST_DEVICE void operator()(i64 n) const {
-    if (t[n] != ignore) gx[n * K + t[n]] = scale * (T(1) - picked[n]);
+    if (t[n] != ignore) gx[n * K + t[n]] += scale * (T(1) - picked[n]);  // adds: gx holds zeros or other gradients
   }
 };
 

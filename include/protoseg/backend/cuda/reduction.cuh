@@ -60,9 +60,11 @@ struct scatter_fn {
   const std::int64_t* idx;
   T* out;
   std::int64_t n, inner;
+  bool add;
   PROTOSEG_HOST_DEVICE void operator()(std::int64_t j) const {
     const std::int64_t o = j / inner, i = j % inner;
-    out[(o * n + idx[j]) * inner + i] = g[j];
+    T& dst = out[(o * n + idx[j]) * inner + i];
+    dst = add ? dst + g[j] : g[j];
   }
 };
 }  // namespace cuda_detail
@@ -93,7 +95,14 @@ struct reduction<cuda> {
     if (outer * n * inner == 0) return;
     thrust::fill_n(cuda_detail::dp(out), outer * n * inner, T(0));
     thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
-                     cuda_detail::scatter_fn<T>{g, idx, out, n, inner});
+                     cuda_detail::scatter_fn<T>{g, idx, out, n, inner, false});
+  }
+  template <class T>
+  static void scatter_axis_add(const T* g, const std::int64_t* idx, T* out, std::int64_t outer, std::int64_t n,
+                               std::int64_t inner) {
+    if (outer * n * inner == 0) return;
+    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
+                     cuda_detail::scatter_fn<T>{g, idx, out, n, inner, true});
   }
 
  private:

@@ -1,7 +1,7 @@
 #pragma once
 /// \file softmax.cuh
 /// cuda softmax / log-softmax along an axis, their backward passes and the
-/// cross-entropy gather (one work item per (outer, inner) column).
+/// cross-entropy from the logits (one work item per (outer, inner) column).
 
 #include <thrust/find.h>
 #include <thrust/for_each.h>
@@ -68,39 +68,64 @@ struct bad_label_fn {
   }
 };
 template <class T>
-struct nll_term_fn {
-  const T* logp;
+struct ce_lse_fn {  // log-sum-exp of one (outer, inner) column; 0 where ignored
+  const T* x;
+  const std::int64_t* labels;
+  std::int64_t n, inner, ignore;
+  T* lse;
+  PROTOSEG_HOST_DEVICE void operator()(std::int64_t j) const {
+    if (labels[j] == ignore) {
+      lse[j] = T(0);
+      return;
+    }
+    const std::int64_t base = (j / inner) * n * inner + j % inner;
+    T mx = x[base];
+    for (std::int64_t k = 1; k < n; ++k) mx = x[base + k * inner] > mx ? x[base + k * inner] : mx;
+    T s = 0;
+    for (std::int64_t k = 0; k < n; ++k) s += std::exp(x[base + k * inner] - mx);
+    lse[j] = mx + std::log(s);
+  }
+};
+template <class T>
+struct ce_term_fn {
+  const T* x;
+  const T* lse;
   const std::int64_t* labels;
   const T* weight;
   std::int64_t n, inner, ignore;
-  bool want_weight;  // false: w * -logp, true: w
+  bool want_weight;  // false: w * (lse - x[l]), true: w
   PROTOSEG_HOST_DEVICE double operator()(std::int64_t j) const {
     const std::int64_t l = labels[j];
     if (l == ignore) return 0.0;
     const double w = weight ? double(weight[l]) : 1.0;
     if (want_weight) return w;
     const std::int64_t o = j / inner, i = j % inner;
-    return -w * double(logp[(o * n + l) * inner + i]);
+    return w * (double(lse[j]) - double(x[(o * n + l) * inner + i]));
   }
 };
 template <class T>
-struct nll_bwd_fn {
-  const T* logp;
+struct ce_bwd_fn {
+  const T* x;
+  const T* lse;
   const std::int64_t* labels;
   const T* weight;
   std::int64_t n, inner, ignore;
   T scale;
   T* gx;
+  bool accumulate;
   PROTOSEG_HOST_DEVICE void operator()(std::int64_t j) const {
     const std::int64_t l = labels[j];
     const std::int64_t base = (j / inner) * n * inner + j % inner;
     if (l == ignore) {
-      for (std::int64_t k = 0; k < n; ++k) gx[base + k * inner] = T(0);
+      if (!accumulate)
+        for (std::int64_t k = 0; k < n; ++k) gx[base + k * inner] = T(0);
       return;
     }
     const T w = scale * (weight ? weight[l] : T(1));
-    for (std::int64_t k = 0; k < n; ++k)
-      gx[base + k * inner] = w * (std::exp(logp[base + k * inner]) - (k == l ? T(1) : T(0)));
+    for (std::int64_t k = 0; k < n; ++k) {
+      const T d = w * (std::exp(x[base + k * inner] - lse[j]) - (k == l ? T(1) : T(0)));
+      gx[base + k * inner] = accumulate ? gx[base + k * inner] + d : d;
+    }
   }
 };
 }  // namespace cuda_detail
@@ -125,24 +150,27 @@ struct softmax<cuda> {
     return it == first + count ? -1 : pos;
   }
   template <class T>
-  static T nll_forward(const T* logp, const std::int64_t* labels, const T* weight, std::int64_t outer, std::int64_t n,
-                       std::int64_t inner, std::int64_t ignore_index, T* weight_sum) {
+  static T cross_entropy_forward(const T* x, const std::int64_t* labels, const T* weight, std::int64_t outer,
+                                 std::int64_t n, std::int64_t inner, std::int64_t ignore_index, T* lse,
+                                 T* weight_sum) {
     auto first = thrust::counting_iterator<std::int64_t>(0);
     const std::int64_t count = outer * inner;
+    thrust::for_each(first, first + count, cuda_detail::ce_lse_fn<T>{x, labels, n, inner, ignore_index, lse});
     const double loss = thrust::transform_reduce(
-        first, first + count, cuda_detail::nll_term_fn<T>{logp, labels, weight, n, inner, ignore_index, false}, 0.0,
+        first, first + count, cuda_detail::ce_term_fn<T>{x, lse, labels, weight, n, inner, ignore_index, false}, 0.0,
         thrust::plus<double>());
     const double wsum = thrust::transform_reduce(
-        first, first + count, cuda_detail::nll_term_fn<T>{logp, labels, weight, n, inner, ignore_index, true}, 0.0,
+        first, first + count, cuda_detail::ce_term_fn<T>{x, lse, labels, weight, n, inner, ignore_index, true}, 0.0,
         thrust::plus<double>());
     *weight_sum = static_cast<T>(wsum);
     return static_cast<T>(loss);
   }
   template <class T>
-  static void nll_logits_backward(const T* logp, const std::int64_t* labels, const T* weight, std::int64_t outer,
-                                  std::int64_t n, std::int64_t inner, std::int64_t ignore_index, T scale, T* gx) {
+  static void cross_entropy_backward(const T* x, const T* lse, const std::int64_t* labels, const T* weight,
+                                     std::int64_t outer, std::int64_t n, std::int64_t inner,
+                                     std::int64_t ignore_index, T scale, T* gx, bool accumulate = false) {
     thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
-                     cuda_detail::nll_bwd_fn<T>{logp, labels, weight, n, inner, ignore_index, scale, gx});
+                     cuda_detail::ce_bwd_fn<T>{x, lse, labels, weight, n, inner, ignore_index, scale, gx, accumulate});
   }
 };
 
