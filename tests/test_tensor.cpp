@@ -349,6 +349,32 @@ TEST_CASE("the cpu allocator reuses freed blocks and can be emptied") {
 #endif
 }
 
+TEST_CASE("the cpu allocator carves large blocks out of freed ones and merges them back") {
+#if !defined(__SANITIZE_ADDRESS__)
+  empty_cpu_cache();
+  const float* big = nullptr;
+  {
+    auto a = zeros<float>({1 << 20});  // 4 MiB: a segment of its own, free after this scope
+    big = a.data();
+  }
+  CHECK(cpu_cached_bytes() >= (std::size_t(4) << 20));
+  {
+    auto b = ones<float>({1 << 19});  // 2 MiB: the best fit is the freed 4 MiB, split in two
+    auto c = ones<float>({1 << 19});  // the other half
+    CHECK(b.data() == big);
+    CHECK(c.data() == big + (1 << 19));
+    CHECK(close(sum(b) + sum(c), {double(1 << 20)}));
+  }
+  {
+    auto d = zeros<float>({1 << 20});  // the halves merged again: the whole segment comes back
+    CHECK(d.data() == big);
+  }
+  set_cpu_cache_limit(0);  // wholly free segments go back to the C library
+  CHECK(cpu_cached_bytes() == 0);
+  set_cpu_cache_limit(std::size_t(1) << 30);
+#endif
+}
+
 TEST_CASE("matmul split over threads equals the single-threaded product") {
   generator g(8);
   for (auto dims : std::vector<std::array<std::int64_t, 3>>{{7, 1000, 300}, {1000, 9, 300}, {513, 517, 129}})
