@@ -32,26 +32,21 @@ struct cross_entropy_fn {
   T weight_sum;
   std::vector<tensor<T, P>> backward(const tensor<T, P>& g) {
     auto gx = tensor<T, P>::empty(logits.shape());
-    const std::int64_t outer = logits.shape()[0], n = logits.shape()[1];
-    const std::int64_t inner = logits.shape().product(2, logits.rank());
-    const T scale = weight_sum > T(0) ? g.item() / weight_sum : T(0);
-    backend::softmax<P>::cross_entropy_backward(logits.data(), lse.data(), labels.data(),
-                                                weights.defined() ? weights.data() : nullptr, outer, n, inner,
-                                                ignore_index, scale, gx.data());
+    write(g, gx, false);
     return {gx};
   }
-  void add_into(const tensor<T, P>& g, tensor<T, P>& slot) {
+  void add_into(const tensor<T, P>& g, tensor<T, P>& slot) { write(g, slot, true); }
+  // The gradient scaled by g, written into gx (or added to it).
+  void write(const tensor<T, P>& g, tensor<T, P>& gx, bool accumulate) const {
     const std::int64_t outer = logits.shape()[0], n = logits.shape()[1];
     const std::int64_t inner = logits.shape().product(2, logits.rank());
     const T scale = weight_sum > T(0) ? g.item() / weight_sum : T(0);
     backend::softmax<P>::cross_entropy_backward(logits.data(), lse.data(), labels.data(),
                                                 weights.defined() ? weights.data() : nullptr, outer, n, inner,
-                                                ignore_index, scale, slot.data(), true);
+                                                ignore_index, scale, gx.data(), accumulate);
   }
 };
-}  // namespace loss_detail
 
-namespace loss_detail {
 /// Checks logits (N, C, ...) against labels (N, ...) and the options; `who`
 /// names the caller in the messages.
 template <class T, class P>
