@@ -10,7 +10,10 @@
 //   proto_step         scores (N x C*M), class logits, segmented Sinkhorn,
 //                      momentum update and targets, and the PPC + PPD loss
 //                      values, for N = 32768, M = 10, D = 256 (no backward:
-//                      the peer times the step without one)
+//                      the peer times the step without one). full:0 reduces
+//                      the scores block by block (proto::summarize_scores);
+//                      full:1 materialises them as training does (matmul,
+//                      class_max, ppc_loss, ppd_loss)
 //
 // The peak resident memory (ru_maxrss) of the process so far is reported as
 // the counter `peak_rss_MB`; run one benchmark per process (a filter) to
@@ -172,7 +175,16 @@ void BM_proto_step(benchmark::State& state) {
   // Prototype ids reach C * M > 255, so the ignored targets are -1 (as the head does).
   proto::step_options so;
   so.target_ignore_index = -1;
+  const bool full = state.range(2) != 0;
   auto step = [&] {
+    if (!full) {
+      // The scores summarised block by block (never held whole), as a step
+      // without backward can: the peer's has none either.
+      auto s = proto::summarize_scores(c, prototypes, labels);
+      auto r = proto::prototype_step(c, s.own, s.class_logits, labels, prototypes, so);
+      auto v = proto::summary_losses(s, r.targets, -1);
+      return static_cast<float>(0.01 * v.ppc + 0.001 * v.ppd);
+    }
     no_grad guard;  // the peer's step has no backward either
     const variable<float> emb(c, false);
     const variable<float> protos(prototypes.reshape({C * M, D}).clone(), false);
@@ -220,10 +232,12 @@ BENCHMARK(BM_main_job_step)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_proto_step)
     ->Name("proto_step")
-    ->ArgNames({"C", "threads"})
-    ->Args({19, 2})
-    ->Args({150, 2})
-    ->Args({847, 2})
+    ->ArgNames({"C", "threads", "full"})
+    ->Args({19, 2, 0})
+    ->Args({150, 2, 0})
+    ->Args({847, 2, 0})
+    ->Args({150, 2, 1})
+    ->Args({847, 2, 1})
     ->Iterations(1)
     ->Repetitions(5)
     ->ReportAggregatesOnly(true)

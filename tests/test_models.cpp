@@ -15,6 +15,7 @@
 #include <protoseg/models/segformer_head.hpp>
 #include <protoseg/proto/head.hpp>
 #include <protoseg/proto/loss.hpp>
+#include <protoseg/proto/scores.hpp>
 #include <protoseg/proto/step.hpp>
 
 #include <algorithm>
@@ -518,6 +519,112 @@ TEST_CASE("prototype step: a class's targets and update depend only on its own p
       if (lab[static_cast<std::size_t>(n)] == k) CHECK(rk.targets.data()[n] == r.targets.data()[n]);
     CHECK(single[k].to_vector() == both[k].to_vector());
   }
+}
+
+namespace {
+// Every element within tol of the other, relative to max(1, |b|).
+bool near_all(const tensor<float>& a, const tensor<float>& b, double tol) {
+  if (!(a.shape() == b.shape())) return false;
+  for (std::int64_t i = 0; i < a.numel(); ++i)
+    if (std::abs(double(a.data()[i]) - double(b.data()[i])) > tol * std::max(1.0, std::abs(double(b.data()[i]))))
+      return false;
+  return true;
+}
+}  // namespace
+
+TEST_CASE("summarize_scores equals class_max, the PPC log-sum-exp and the own-class gather of the full scores") {
+  // Sizes that are not multiples of Eigen's panels or of the row blocks;
+  // 37 classes x 7 prototypes makes blocks of a few rows, 3 x 2 one block.
+  struct sizes {
+    std::int64_t N, C, M, D;
+  };
+  for (const sizes z : {sizes{301, 37, 7, 19}, sizes{45, 3, 2, 5}, sizes{1, 1, 1, 1}, sizes{70, 5, 3, 300}}) {
+    CAPTURE(z.N);
+    CAPTURE(z.C);
+    generator g(11);
+    auto emb = rand<float>({z.N, z.D}, g, -1, 1);
+    proto::detail::normalize_rows(emb);
+    auto protos = rand<float>({z.C, z.M, z.D}, g, -1, 1);
+    proto::detail::normalize_rows(protos.reshape({z.C * z.M, z.D}));
+    std::vector<std::int64_t> lab(static_cast<std::size_t>(z.N));
+    for (std::int64_t n = 0; n < z.N; ++n) lab[static_cast<std::size_t>(n)] = n % 5 == 3 ? 255 : (n * 3) % z.C;
+    const auto labels = tensor<std::int64_t>::from_vector(lab, {z.N});
+    const auto scores = matmul(emb, protos.reshape({z.C * z.M, z.D}), false, true);  // (N, C * M)
+    for (double temp : {1.0, 0.1}) {
+      CAPTURE(temp);
+      auto s = proto::summarize_scores(emb, protos, labels, {.ignore_index = 255, .temperature = temp});
+      CHECK(s.M == z.M);
+      CHECK(near_all(s.class_logits, max(scores.reshape({z.N, z.C, z.M}), 2), 1e-5));
+      const auto ls = log_softmax(scores / static_cast<float>(temp), 1);  // log_softmax = s / t - lse
+      for (std::int64_t n = 0; n < z.N; ++n) {
+        const double want = scores.data()[n * z.C * z.M] / temp - ls.data()[n * z.C * z.M];
+        CHECK(s.lse.data()[n] == doctest::Approx(want).epsilon(1e-5));
+        for (std::int64_t m = 0; m < z.M; ++m) {
+          const float o = s.own.data()[n * z.M + m];
+          if (lab[static_cast<std::size_t>(n)] == 255) CHECK(o == 0.0f);
+          else CHECK(o == doctest::Approx(scores.data()[n * z.C * z.M + lab[static_cast<std::size_t>(n)] * z.M + m]).epsilon(1e-5));
+        }
+      }
+    }
+    auto unlabelled = proto::summarize_scores(emb, protos);
+    CHECK_FALSE(unlabelled.own.defined());
+    CHECK(near_all(unlabelled.class_logits, max(scores.reshape({z.N, z.C, z.M}), 2), 1e-5));
+  }
+}
+
+TEST_CASE("prototype step and PPC / PPD values from the summary equal those from the full scores") {
+  generator g(6);
+  const std::int64_t N = 400, C = 9, M = 4, D = 16;
+  auto emb = rand<float>({N, D}, g, -1, 1);
+  proto::detail::normalize_rows(emb);
+  auto protos = rand<float>({C, M, D}, g, -1, 1);
+  proto::detail::normalize_rows(protos.reshape({C * M, D}));
+  std::vector<std::int64_t> lab(static_cast<std::size_t>(N));
+  for (std::int64_t n = 0; n < N; ++n) lab[static_cast<std::size_t>(n)] = n % 11 == 4 ? 255 : (n * 5) % C;
+  const auto labels = tensor<std::int64_t>::from_vector(lab, {N});
+  const auto scores = matmul(emb, protos.reshape({C * M, D}), false, true);
+  const auto logits = max(scores.reshape({N, C, M}), 2);
+  auto full_p = protos.clone(), summary_p = protos.clone();
+  const auto rf = proto::prototype_step(emb, scores.reshape({N, C, M}), logits, labels, full_p, {.gamma = 0.5});
+  const auto s = proto::summarize_scores(emb, protos, labels);
+  const auto rs = proto::prototype_step(emb, s.own, s.class_logits, labels, summary_p, {.gamma = 0.5});
+  CHECK(rs.targets.to_vector() == rf.targets.to_vector());
+  CHECK(rs.correct == rf.correct);
+  CHECK(near_all(summary_p, full_p, 1e-6));
+  for (double temp : {1.0, 0.5}) {
+    CAPTURE(temp);
+    const auto st = proto::summarize_scores(emb, protos, labels, {.temperature = temp});
+    const auto v = proto::summary_losses(st, rf.targets, 255);
+    const variable<float> sv(scores, false);
+    CHECK(v.ppc == doctest::Approx(ppc_loss(sv, rf.targets, {.ignore_index = 255, .temperature = temp}).value().item()).epsilon(1e-5));
+    CHECK(v.ppd == doctest::Approx(ppd_loss(sv, rf.targets, {.ignore_index = 255}).value().item()).epsilon(1e-5));
+    CHECK(v.pixels == N - std::count(lab.begin(), lab.end(), 255));
+  }
+}
+
+TEST_CASE("summarize_scores and summary_losses refuse bad input") {
+  const auto emb = zeros<float>({6, 4});
+  const auto protos = zeros<float>({3, 2, 4});
+  const auto labels = tensor<std::int64_t>::from_vector({0, 1, 2, 255, 1, 0}, {6});
+  CHECK_THROWS_WITH_AS(proto::summarize_scores(zeros<float>({6, 5}), protos),
+                       doctest::Contains("summarize_scores: embeddings must be (N, 4), got (6, 5)"), shape_error);
+  CHECK_THROWS_WITH_AS(proto::summarize_scores(emb, zeros<float>({6, 4})),
+                       doctest::Contains("summarize_scores: prototypes must be a non-empty (C, M, D)"), shape_error);
+  CHECK_THROWS_WITH_AS(proto::summarize_scores(emb, protos, tensor<std::int64_t>::from_vector({0, 1}, {2})),
+                       doctest::Contains("summarize_scores: labels must be (6,), got (2,)"), shape_error);
+  CHECK_THROWS_WITH_AS(proto::summarize_scores(emb, protos, tensor<std::int64_t>::from_vector({0, 1, 3, 0, 0, 0}, {6})),
+                       doctest::Contains("summarize_scores: labels[2] is 3, expected a class id in [0, 3)"), value_error);
+  CHECK_THROWS_WITH_AS(proto::summarize_scores(emb, protos, labels, {.temperature = 0}),
+                       doctest::Contains("options.temperature is 0"), value_error);
+  const auto s = proto::summarize_scores(emb, protos, labels);
+  CHECK_THROWS_WITH_AS(proto::summary_losses(proto::summarize_scores(emb, protos), labels, 255),
+                       doctest::Contains("summary_losses: the summary has no own-class scores"), value_error);
+  CHECK_THROWS_WITH_AS(proto::summary_losses(s, tensor<std::int64_t>::from_vector({0}, {1}), 255),
+                       doctest::Contains("summary_losses: targets must be (6,)"), shape_error);
+  CHECK_THROWS_WITH_AS(proto::summary_losses(s, tensor<std::int64_t>::from_vector({0, 1, 2, 255, 6, 0}, {6}), 255),
+                       doctest::Contains("summary_losses: targets[4] is 6, expected a prototype id in [0, 6)"), value_error);
+  CHECK_THROWS_WITH_AS(proto::prototype_step(emb, zeros<float>({6, 3}), zeros<float>({6, 3}), labels, protos.clone()),
+                       doctest::Contains("scores must be (6, 3, 2) or the own-class (6, 2), got (6, 3)"), shape_error);
 }
 
 // ---- assembly ------------------------------------------------------------------------------------

@@ -60,6 +60,7 @@
 #include "protoseg/models/segformer_head.hpp"
 #include "protoseg/proto/head.hpp"
 #include "protoseg/proto/loss.hpp"
+#include "protoseg/proto/scores.hpp"
 #include "protoseg/proto/step.hpp"
 
 #include "protoseg/data/fashion_mnist.hpp"

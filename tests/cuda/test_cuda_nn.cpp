@@ -11,6 +11,7 @@
 #include <protoseg/backend/cuda/nn.cuh>
 #include "parity.hpp"
 #include <protoseg/models/model.hpp>
+#include <protoseg/proto/scores.hpp>
 #include <protoseg/nn/all.hpp>
 
 #include <cmath>
@@ -273,6 +274,42 @@ TEST_CASE("cuda proto: prototype step (grouping, segmented Sinkhorn, targets, mo
     CHECK(agree(r.targets, labels, 0.0));
     CHECK(agree(pg, protos, 0.0));
   }
+}
+
+TEST_CASE("cuda proto: the score summary and the step and loss values from it agree with cpu") {
+  const std::int64_t N = 211, C = 13, M = 5, D = 24;
+  auto emb = unit_rows(N, D, 3);
+  auto protos = unit_rows(C * M, D, 4).reshape({C, M, D});
+  std::vector<std::int64_t> lv(static_cast<std::size_t>(N));
+  for (std::int64_t n = 0; n < N; ++n) lv[static_cast<std::size_t>(n)] = n % 7 == 1 ? 255 : (n * 3) % C;
+  const auto labels = tensor<std::int64_t>::from_vector(lv, {N});
+  for (double temp : {1.0, 0.2}) {
+    CAPTURE(temp);
+    const proto::summary_options so{.ignore_index = 255, .temperature = temp};
+    auto sc = proto::summarize_scores(emb, protos, labels, so);
+    auto sg = proto::summarize_scores(emb.to<cuda>(), protos.to<cuda>(), labels.to<cuda>(), so);
+    CHECK(agree(sg.class_logits, sc.class_logits));
+    CHECK(agree(sg.lse, sc.lse));
+    CHECK(agree(sg.own, sc.own));
+    auto pc = protos.clone();
+    auto pg = protos.to<cuda>();
+    auto rc = proto::prototype_step(emb, sc.own, sc.class_logits, labels, pc);
+    auto rg = proto::prototype_step(emb.to<cuda>(), sg.own, sg.class_logits, labels.to<cuda>(), pg);
+    CHECK(rg.targets.to_vector() == rc.targets.to_vector());
+    CHECK(rg.correct == rc.correct);
+    CHECK(agree(pg, pc, model_rtol));
+    const auto vc = proto::summary_losses(sc, rc.targets, 255), vg = proto::summary_losses(sg, rg.targets, 255);
+    CHECK(vg.pixels == vc.pixels);
+    CHECK(vg.ppc == doctest::Approx(vc.ppc).epsilon(1e-5));
+    CHECK(vg.ppd == doctest::Approx(vc.ppd).epsilon(1e-5));
+  }
+  auto unlabelled = proto::summarize_scores(emb.to<cuda>(), protos.to<cuda>());
+  CHECK_FALSE(unlabelled.own.defined());
+  CHECK(agree(unlabelled.class_logits, proto::summarize_scores(emb, protos).class_logits));
+  auto bad = labels.clone();
+  bad.data()[9] = C;
+  CHECK_THROWS_WITH_AS(proto::summarize_scores(emb.to<cuda>(), protos.to<cuda>(), bad.to<cuda>()),
+                       doctest::Contains("summarize_scores: labels[9] is 13"), value_error);
 }
 
 TEST_CASE("cuda proto: PPC and PPD forward and gradients, ignored pixels") {

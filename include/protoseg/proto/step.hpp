@@ -66,6 +66,7 @@ namespace detail {
 
 struct step_sizes {
   std::int64_t N, C, M, D;
+  bool own_scores;  // scores are (N, M), each pixel's own class's (summarize_scores' `own`)
 };
 
 /// Shapes and options of the prototype step (every policy).
@@ -82,8 +83,9 @@ step_sizes check_step_inputs(const tensor<T, P>& embeddings, const tensor<T, P>&
     ::protoseg::detail::fail<shape_error>(who, ": embeddings must be (N, ", D, "), got ",
                                           embeddings.defined() ? embeddings.shape().str() : std::string("undefined"));
   const std::int64_t N = embeddings.shape()[0];
-  if (!scores.defined() || !(scores.shape() == shape{N, C, M}))
-    ::protoseg::detail::fail<shape_error>(who, ": scores must be (", N, ", ", C, ", ", M, "), got ",
+  if (!scores.defined() || !(scores.shape() == shape{N, C, M} || scores.shape() == shape{N, M}))
+    ::protoseg::detail::fail<shape_error>(who, ": scores must be (", N, ", ", C, ", ", M, ") or the own-class (", N,
+                                          ", ", M, "), got ",
                                           scores.defined() ? scores.shape().str() : std::string("undefined"));
   if (!class_logits.defined() || !(class_logits.shape() == shape{N, C}))
     ::protoseg::detail::fail<shape_error>(who, ": class_logits must be (", N, ", ", C, "), got ",
@@ -95,7 +97,7 @@ step_sizes check_step_inputs(const tensor<T, P>& embeddings, const tensor<T, P>&
     ::protoseg::detail::fail<value_error>(who, ": options.gamma is ", o.gamma, ", expected a momentum in [0, 1]");
   if (o.gumbel && o.gen == nullptr)
     ::protoseg::detail::fail<value_error>(who, ": options.gen is nullptr, expected a seeded generator for Gumbel sampling");
-  return {N, C, M, D};
+  return {N, C, M, D, scores.rank() == 2};
 }
 
 [[noreturn]] inline void bad_step_label(std::int64_t n, std::int64_t k, std::int64_t C, std::int64_t ignore_index) {
@@ -107,7 +109,9 @@ step_sizes check_step_inputs(const tensor<T, P>& embeddings, const tensor<T, P>&
 
 /// The prototype step (published `prototype_learning`, all classes in one
 /// segmented pass). `embeddings` (N, D) unit pixel embeddings, `scores`
-/// (N, C, M) their cosines to the prototypes, `class_logits` (N, C) whose
+/// (N, C, M) their cosines to the prototypes, or only those against each
+/// pixel's own class's prototypes (N, M; summarize_scores' `own`, which is
+/// all the step reads), `class_logits` (N, C) whose
 /// argmax is the prediction, `labels` (N, int64) in [0, C) or the ignore
 /// index, `prototypes` (C, M, D) updated in place when
 /// options.update_prototypes. Pixels of class k are clustered with the
@@ -153,7 +157,7 @@ step_result prototype_step(const tensor<T>& embeddings, const tensor<T>& scores,
   const T* s = scores.data();
   for (std::int64_t r = 0; r < R; ++r) {
     const std::int64_t n = order[static_cast<std::size_t>(r)];
-    std::copy_n(s + (n * C + lab[n]) * M, M, block.data() + r * M);
+    std::copy_n(s + (sz.own_scores ? n : n * C + lab[n]) * M, M, block.data() + r * M);
   }
   ot::sinkhorn_options so;
   so.iterations = o.sinkhorn_iterations;
@@ -238,7 +242,7 @@ basic_step_result<P> prototype_step(const tensor<T, P>& embeddings, const tensor
   if (R == 0) return res;
 
   auto block = tensor<T, P>::empty({R, M});
-  kernels::gather_own_scores(scores.data(), labels.data(), order.data(), R, C, M, block.data());
+  kernels::gather_own_scores(scores.data(), labels.data(), order.data(), R, sz.own_scores ? 0 : C, M, block.data());
   ot::sinkhorn_options so;
   so.iterations = o.sinkhorn_iterations;
   so.kappa = o.kappa;

@@ -77,7 +77,7 @@ struct gather_own_fn {
   T* block;
   PROTOSEG_HOST_DEVICE void operator()(i64 i) const {
     const i64 r = i / M, m = i % M, n = order[r];
-    block[i] = scores[(n * C + labels[n]) * M + m];
+    block[i] = C > 0 ? scores[(n * C + labels[n]) * M + m] : scores[n * M + m];
   }
 };
 
@@ -187,6 +187,33 @@ struct momentum_row_fn {
 };
 
 template <class T>
+struct summarize_row_fn {  // one pixel's C * M scores -> class maxima, log-sum-exp, own scores
+  const T* scores;
+  const i64* labels;  // may be null
+  i64 C, M, ignore;
+  T inv_t;
+  T* logits;
+  T* lse;
+  T* own;  // may be null
+  PROTOSEG_HOST_DEVICE void operator()(i64 n) const {
+    const T* row = scores + n * C * M;
+    T mx = row[0];
+    for (i64 c = 0; c < C; ++c) {
+      T best = row[c * M];
+      for (i64 m = 1; m < M; ++m) best = row[c * M + m] > best ? row[c * M + m] : best;
+      logits[n * C + c] = best;
+      mx = best > mx ? best : mx;
+    }
+    mx *= inv_t;
+    T sum = 0;
+    for (i64 k = 0; k < C * M; ++k) sum += std::exp(row[k] * inv_t - mx);
+    lse[n] = mx + std::log(sum);
+    if (own && labels && labels[n] != ignore)
+      for (i64 m = 0; m < M; ++m) own[n * M + m] = row[labels[n] * M + m];
+  }
+};
+
+template <class T>
 struct ppd_pick_fn {
   const T* x;
   const i64* t;
@@ -255,11 +282,22 @@ struct prototype<cuda> {
                         thrust::counting_iterator<i64>(C + 1), dp(offsets));
   }
   /// block (R, M): row r = the scores (N, C, M) of pixel order[r] against its
-  /// own class's M prototypes.
+  /// own class's M prototypes; with C = 0, scores are already those own-class
+  /// scores (N, M).
   template <class T>
   static void gather_own_scores(const T* scores, const i64* labels, const i64* order, i64 R, i64 C, i64 M, T* block) {
     thrust::for_each(thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(R * M),
                      cuda_detail::gather_own_fn<T>{scores, labels, order, C, M, block});
+  }
+  /// Per pixel n of the scores (N, C * M): logits (N, C) = the max over each
+  /// class's M scores, lse (N) = log sum exp(scores * inv_t) over the row,
+  /// and, when own is not null, own[n, m] = scores[n, labels[n] * M + m] for
+  /// the pixels whose label is not `ignore` (own is zeroed by the caller).
+  template <class T>
+  static void summarize_rows(const T* scores, const i64* labels, i64 N, i64 C, i64 M, i64 ignore, T inv_t, T* logits,
+                             T* lse, T* own) {
+    thrust::for_each(thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(N),
+                     cuda_detail::summarize_row_fn<T>{scores, labels, C, M, ignore, inv_t, logits, lse, own});
   }
   /// Argmax per row of q (R, M) into index; chosen = argmax of q + noise
   /// (R x M doubles) when noise is not null, else index.
