@@ -4,6 +4,7 @@
 /// following torch.optim.AdamW's update rule exactly, with parameter groups
 /// (lr_mult, decay_mult) as mmseg's SegFormer configs use them.
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "protoseg/autograd/variable.hpp"
+#include "protoseg/backend/cpu/eigen.hpp"
 #include "protoseg/backend/cpu/parallel.hpp"
 #include "protoseg/error.hpp"
 #include "protoseg/optim/param_group.hpp"
@@ -63,20 +65,25 @@ void adamw_update_host(T* p, const T* g, T* m, T* v, T* vmax, std::int64_t n, co
   const T decay = static_cast<T>(s.decay), b1 = static_cast<T>(s.beta1), c1 = static_cast<T>(s.one_minus_beta1);
   const T b2 = static_cast<T>(s.beta2), c2 = static_cast<T>(s.one_minus_beta2);
   const T bc2 = static_cast<T>(s.bc2_sqrt), eps = static_cast<T>(s.eps), ns = static_cast<T>(s.neg_step_size);
+  // Eigen's vectorised arithmetic and sqrt on chunks that stay in L1 (a
+  // scalar loop does not vectorise: std::sqrt may set errno).
+  using array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  constexpr std::int64_t chunk = 2048;
+  const std::int64_t chunks = (n + chunk - 1) / chunk;
   PROTOSEG_OMP_FOR(n)
-  for (std::int64_t i = 0; i < n; ++i) {
-    const T gi = g[i];
-    const T mi = m[i] * b1 + gi * c1;
-    const T vi = v[i] * b2 + gi * c2 * gi;
-    m[i] = mi;
-    v[i] = vi;
-    T second = vi;
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    const std::int64_t i0 = c * chunk, len = std::min(chunk, n - i0);
+    const Eigen::Map<const array> gi(g + i0, len);
+    Eigen::Map<array> mi(m + i0, len), vi(v + i0, len), pi(p + i0, len);
+    mi = mi * b1 + gi * c1;
+    vi = vi * b2 + gi * c2 * gi;
     if (vmax) {
-      second = vmax[i] < vi ? vi : vmax[i];
-      vmax[i] = second;
+      Eigen::Map<array> xi(vmax + i0, len);
+      xi = xi.max(vi);
+      pi = pi * decay + mi * ns / (xi.sqrt() / bc2 + eps);
+    } else {
+      pi = pi * decay + mi * ns / (vi.sqrt() / bc2 + eps);
     }
-    const T denom = std::sqrt(second) / bc2 + eps;
-    p[i] = p[i] * decay + mi * ns / denom;
   }
 }
 

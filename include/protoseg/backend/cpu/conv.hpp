@@ -169,11 +169,12 @@ struct conv<cpu> {
       }
       const T* xr = xc + iy * g.width;
       const std::int64_t base = kx * g.dilation_w - g.pad_w;
-      if (g.stride_w == 1) {
-        for (std::int64_t ox = 0; ox < g.out_w; ++ox) {
-          const std::int64_t ix = ox + base;
-          o[ox] = (ix >= 0 && ix < g.width) ? xr[ix] : T(0);
-        }
+      if (g.stride_w == 1) {  // zeros, a contiguous copy of the valid range, zeros
+        const std::int64_t lo = std::clamp<std::int64_t>(-base, 0, g.out_w);
+        const std::int64_t hi = std::clamp<std::int64_t>(g.width - base, lo, g.out_w);
+        for (std::int64_t ox = 0; ox < lo; ++ox) o[ox] = T(0);
+        for (std::int64_t ox = lo; ox < hi; ++ox) o[ox] = xr[ox + base];
+        for (std::int64_t ox = hi; ox < g.out_w; ++ox) o[ox] = T(0);
       } else {
         for (std::int64_t ox = 0; ox < g.out_w; ++ox) {
           const std::int64_t ix = ox * g.stride_w + base;
@@ -196,6 +197,12 @@ struct conv<cpu> {
       if (oy >= g.out_h) continue;
       for (std::int64_t kx = 0; kx < g.kernel_w; ++kx) {
         const T* crow = col + ((c * g.kernel_h + ky) * g.kernel_w + kx) * ld + oy * g.out_w;
+        if (g.stride_w == 1) {  // ox = xx + shift over a clipped range: no branch, vectorised
+          const std::int64_t shift = g.pad_w - kx * g.dilation_w;
+          const std::int64_t lo = std::max<std::int64_t>(0, -shift), hi = std::min(g.width, g.out_w - shift);
+          for (std::int64_t xx = lo; xx < hi; ++xx) xr[xx] += crow[xx + shift];
+          continue;
+        }
         for (std::int64_t xx = 0; xx < g.width; ++xx) {
           const std::int64_t tx = xx + g.pad_w - kx * g.dilation_w;
           if (tx < 0 || tx % g.stride_w != 0) continue;
