@@ -56,7 +56,7 @@ struct train_config {
   double drop_path = 0.1;
   // optimisation
   std::string optimizer = "adamw";  // adamw|sgd
-  std::int64_t iters = 4400;
+  std::int64_t iters = 5000;
   std::int64_t batch = 8;
   std::vector<std::int64_t> crop{64, 64};
   double lr = 1e-3;
