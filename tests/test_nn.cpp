@@ -319,19 +319,24 @@ TEST_CASE("upsampled_cross_entropy equals interpolate + cross_entropy, and its g
   auto labels = tensor<std::int64_t>::empty({2, 5, 7});
   for (std::int64_t i = 0; i < labels.numel(); ++i) labels.data()[i] = i % 11 == 3 ? 255 : std::int64_t(g.below(3));
   const auto w = tensor<double>::from_vector({0.5, 2.0, 1.0}, {3});
-  for (bool ac : {false, true}) {
-    CAPTURE(ac);
-    const cross_entropy_options<double> opt{.ignore_index = 255, .class_weights = w};
-    const variable<double> x(rnd({2, 3, 3, 4}, 5, -2.0, 2.0), true), y(x.value().clone(), true);
-    auto fused = nn::functional::upsampled_cross_entropy(x, labels, ac, opt);
-    auto ref = cross_entropy(nn::functional::interpolate(y, 5, 7, nn::interpolate_options{.align_corners = ac}), labels, opt);
-    CHECK(fused.value().item() == doctest::Approx(ref.value().item()).epsilon(1e-12));
-    fused.backward();
-    ref.backward();
-    CHECK(max_abs_diff(x.grad(), y.grad()) < 1e-12);
-    check_grad([=](const vars& v) { return nn::functional::upsampled_cross_entropy(v[0], labels, ac, opt); },
-               {rnd({2, 3, 3, 4}, 6, -2.0, 2.0)});
-  }
+  // Scratch for 1 row, 2 rows (bands of 2, 2, 1) and the whole image (one band).
+  const std::int64_t row = 3 * 7 * std::int64_t(sizeof(double));
+  for (std::int64_t scratch : {std::int64_t(1), 2 * row + 5, std::int64_t(16) << 20})
+    for (bool ac : {false, true}) {
+      CAPTURE(ac);
+      CAPTURE(scratch);
+      const cross_entropy_options<double> opt{.ignore_index = 255, .class_weights = w};
+      const variable<double> x(rnd({2, 3, 3, 4}, 5, -2.0, 2.0), true), y(x.value().clone(), true);
+      auto fused = nn::functional::upsampled_cross_entropy(x, labels, ac, opt, scratch);
+      auto ref =
+          cross_entropy(nn::functional::interpolate(y, 5, 7, nn::interpolate_options{.align_corners = ac}), labels, opt);
+      CHECK(fused.value().item() == doctest::Approx(ref.value().item()).epsilon(1e-12));
+      fused.backward();
+      ref.backward();
+      CHECK(max_abs_diff(x.grad(), y.grad()) < 1e-12);
+      check_grad([=](const vars& v) { return nn::functional::upsampled_cross_entropy(v[0], labels, ac, opt, scratch); },
+                 {rnd({2, 3, 3, 4}, 6, -2.0, 2.0)});
+    }
   // Every label ignored: 0 with a zero gradient, as cross_entropy.
   auto ignored = tensor<std::int64_t>::empty({1, 4, 4});
   for (std::int64_t i = 0; i < ignored.numel(); ++i) ignored.data()[i] = 255;

@@ -123,6 +123,25 @@ TEST_CASE("cuda nn: bilinear and nearest resize, max pooling, dropout masks") {
   }, {rnd({2, 2, 5, 6}, 2)});
   grad_parity([](const auto& v) { return nn::functional::max_pool2d(v[0], {.kernel_size = 3, .stride = 2, .padding = 1}); },
               {rnd({2, 3, 9, 8}, 3)});
+  // upsampled_cross_entropy in one band and in bands of 2 rows (the resize
+  // backward accumulating band by band).
+  {
+    std::vector<std::int64_t> lv(2 * 7 * 9);
+    for (std::size_t i = 0; i < lv.size(); ++i) lv[i] = i % 13 == 4 ? 255 : static_cast<std::int64_t>(i * 7 % 3);
+    const auto labels = tensor<std::int64_t>::from_vector(lv, {2, 7, 9});
+    for (std::int64_t scratch : {std::int64_t(16) << 20, std::int64_t(2 * 3 * 9 * sizeof(float))})
+      for (bool ac : {false, true}) {
+        CAPTURE(scratch);
+        CAPTURE(ac);
+        grad_parity([&](const auto& v) {
+          using V = std::decay_t<decltype(v[0])>;
+          using Pol = typename V::policy_type;
+          return nn::functional::upsampled_cross_entropy(
+              v[0], labels.to<Pol>(), ac, cross_entropy_options<typename V::value_type, Pol>{.ignore_index = 255},
+              scratch);
+        }, {rnd({2, 3, 4, 5}, 4)});
+      }
+  }
   grad_parity([](const auto& v) { return nn::functional::max_pool2d(v[0], {.kernel_size = {2, 3}, .stride = {2, 1}}); },
               {rnd({1, 2, 6, 7}, 4)});
   // Masks are drawn on the host from the same generator: identical on both.

@@ -53,6 +53,21 @@ enum class resize_mode { bilinear, nearest };
 /// torch.nn.functional.interpolate does when given an output size:
 /// align_corners=false maps o to (o + 0.5) * in / out - 0.5 clamped at 0;
 /// align_corners=true maps o to o * (in - 1) / (out - 1).
+namespace detail_nn_axis {
+/// first[i], last[i]: the range of outputs that read input i (for the
+/// gather-form backward).
+template <class T>
+void fill_reach(resize_axis<T>& a) {
+  a.first.assign(static_cast<std::size_t>(a.in), 0);
+  a.last.assign(static_cast<std::size_t>(a.in), 0);
+  for (std::int64_t o = 0; o < a.out; ++o)
+    for (std::int64_t i : {a.i0[o], a.i1[o]}) {
+      if (a.last[i] == 0) a.first[i] = o;
+      a.last[i] = o + 1;
+    }
+}
+}  // namespace detail_nn_axis
+
 template <class T>
 resize_axis<T> make_resize_axis(std::int64_t in, std::int64_t out, resize_mode mode, bool align_corners) {
   resize_axis<T> a;
@@ -92,14 +107,24 @@ resize_axis<T> make_resize_axis(std::int64_t in, std::int64_t out, resize_mode m
     a.w0[o] = static_cast<T>(acc(1) - l1);
     a.w1[o] = static_cast<T>(l1);
   }
-  a.first.assign(in, 0);
-  a.last.assign(in, 0);
-  for (std::int64_t o = 0; o < out; ++o)
-    for (std::int64_t i : {a.i0[o], a.i1[o]}) {
-      if (a.last[i] == 0) a.first[i] = o;
-      a.last[i] = o + 1;
-    }
+  detail_nn_axis::fill_reach(a);
   return a;
+}
+
+/// Output positions [o0, o1) of an axis, as an axis with o1 - o0 outputs
+/// over the same input (resize a band of output rows; with the accumulating
+/// backward, the bands' gradients add up to the whole axis').
+template <class T>
+resize_axis<T> resize_axis_band(const resize_axis<T>& a, std::int64_t o0, std::int64_t o1) {
+  resize_axis<T> b;
+  b.in = a.in;
+  b.out = o1 - o0;
+  b.i0.assign(a.i0.begin() + o0, a.i0.begin() + o1);
+  b.i1.assign(a.i1.begin() + o0, a.i1.begin() + o1);
+  b.w0.assign(a.w0.begin() + o0, a.w0.begin() + o1);
+  b.w1.assign(a.w1.begin() + o0, a.w1.begin() + o1);
+  detail_nn_axis::fill_reach(b);
+  return b;
 }
 
 namespace detail_nn {

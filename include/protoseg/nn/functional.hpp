@@ -305,20 +305,29 @@ struct upsampled_ce_fn {
   tensor<T, P> weights;
   std::int64_t ignore_index;
   T weight_sum;
-  backend::resize_axis<T> ah, aw;
+  std::vector<backend::resize_axis<T>> bands;  // bands of output rows (the height axis)
+  std::vector<std::int64_t> band_first;        // first output row of each band
+  backend::resize_axis<T> aw;
+  std::int64_t band_rows;                      // rows of the largest band
   std::vector<tensor<T, P>> backward(const tensor<T, P>& g) {
     const std::int64_t B = logits.shape()[0], C = logits.shape()[1];
-    const std::int64_t hw = logits.shape()[2] * logits.shape()[3], HW = ah.out * aw.out;
+    const std::int64_t hw = logits.shape()[2] * logits.shape()[3], W = aw.out;
+    const std::int64_t HW = (band_first.back() + bands.back().out) * W;
     auto gx = tensor<T, P>::empty(logits.shape());
+    const bool several = bands.size() > 1;
+    if (several) backend::elementwise<P>::fill(gx.data(), gx.numel(), T(0));
     const T scale = weight_sum > T(0) ? g.item() / weight_sum : T(0);
-    auto up = tensor<T, P>::empty({C, HW});  // one image's upsampled logits, then their gradient
-    for (std::int64_t b = 0; b < B; ++b) {
-      backend::resize<P>::forward(logits.data() + b * C * hw, up.data(), C, ah, aw);
-      backend::softmax<P>::cross_entropy_backward(up.data(), lse.data() + b * HW, labels.data() + b * HW,
-                                                  weights.defined() ? weights.data() : nullptr, 1, C, HW,
-                                                  ignore_index, scale, up.data());
-      backend::resize<P>::backward(up.data(), gx.data() + b * C * hw, C, ah, aw);
-    }
+    // One band's upsampled logits, then their gradient.
+    auto up = tensor<T, P>::empty({C, band_rows * W});
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::size_t k = 0; k < bands.size(); ++k) {
+        const std::int64_t px = b * HW + band_first[k] * W, n = bands[k].out * W;
+        backend::resize<P>::forward(logits.data() + b * C * hw, up.data(), C, bands[k], aw);
+        backend::softmax<P>::cross_entropy_backward(up.data(), lse.data() + px, labels.data() + px,
+                                                    weights.defined() ? weights.data() : nullptr, 1, C, n,
+                                                    ignore_index, scale, up.data());
+        backend::resize<P>::backward(up.data(), gx.data() + b * C * hw, C, bands[k], aw, several);
+      }
     return {gx};
   }
 };
@@ -614,13 +623,16 @@ variable<T, P> interpolate(const variable<T, P>& x, std::int64_t out_h, std::int
 
 /// cross_entropy(interpolate(logits, H, W, bilinear), labels, opt) for
 /// logits (B, C, h, w) and labels (B, H, W), without keeping the upsampled
-/// logits: each image's are computed into one scratch buffer for the
-/// forward and again for the backward, so the step holds C x H x W floats
-/// once instead of B x C x H x W for the logits and again for their
-/// gradient (600 MB for 150 classes, batch 2, 512 x 512).
+/// logits: bands of output rows of one image are upsampled into one scratch
+/// buffer of at most `scratch_bytes` (at least one row) for the forward and
+/// again for the backward, whose resize adjoints add up band by band. The
+/// step holds C x rows x W floats instead of B x C x H x W for the logits
+/// and again for their gradient (600 MB for 150 classes, batch 2,
+/// 512 x 512; 16 MB with the default scratch).
 template <class T, class P>
 variable<T, P> upsampled_cross_entropy(const variable<T, P>& logits, const tensor<std::int64_t, P>& labels,
-                                       bool align_corners, const cross_entropy_options<T, P>& opt = {}) {
+                                       bool align_corners, const cross_entropy_options<T, P>& opt = {},
+                                       std::int64_t scratch_bytes = std::int64_t(16) << 20) {
   if (!logits.defined()) ::protoseg::detail::fail<value_error>("upsampled_cross_entropy: logits are undefined");
   labels.require_defined("upsampled_cross_entropy");
   if (logits.rank() != 4 || labels.rank() != 3)
@@ -630,24 +642,35 @@ variable<T, P> upsampled_cross_entropy(const variable<T, P>& logits, const tenso
   const std::int64_t H = labels.shape()[1], W = labels.shape()[2];
   ::protoseg::loss_detail::check_cross_entropy(shape{B, C, H, W}, labels, opt, "upsampled_cross_entropy");
   if (h < 1 || w < 1) ::protoseg::detail::fail<shape_error>("upsampled_cross_entropy: logits ", logits.shape(), " are empty");
-  auto ah = backend::make_resize_axis<T>(h, H, backend::resize_mode::bilinear, align_corners);
+  const auto ah = backend::make_resize_axis<T>(h, H, backend::resize_mode::bilinear, align_corners);
   auto aw = backend::make_resize_axis<T>(w, W, backend::resize_mode::bilinear, align_corners);
+  const std::int64_t row_bytes = std::max<std::int64_t>(1, C * W * static_cast<std::int64_t>(sizeof(T)));
+  const std::int64_t rows = std::clamp<std::int64_t>(scratch_bytes / row_bytes, 1, std::max<std::int64_t>(H, 1));
+  std::vector<backend::resize_axis<T>> bands;
+  std::vector<std::int64_t> band_first;
+  for (std::int64_t r0 = 0; r0 < H || bands.empty(); r0 += rows) {  // one empty band when H = 0
+    band_first.push_back(r0);
+    bands.push_back(backend::resize_axis_band(ah, r0, std::min(H, r0 + rows)));
+  }
   auto lse = tensor<T, P>::empty({B * H * W});
-  auto up = tensor<T, P>::empty({C, H * W});
+  auto up = tensor<T, P>::empty({C, rows * W});
   const T* weight = opt.class_weights.defined() ? opt.class_weights.data() : nullptr;
   double total = 0, wsum = 0;
-  for (std::int64_t b = 0; b < B; ++b) {
-    backend::resize<P>::forward(logits.value().data() + b * C * h * w, up.data(), C, ah, aw);
-    T ws{};
-    total += static_cast<double>(backend::softmax<P>::cross_entropy_forward(
-        up.data(), labels.data() + b * H * W, weight, 1, C, H * W, opt.ignore_index, lse.data() + b * H * W, &ws));
-    wsum += static_cast<double>(ws);
-  }
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::size_t k = 0; k < bands.size(); ++k) {
+      const std::int64_t px = b * H * W + band_first[k] * W;
+      backend::resize<P>::forward(logits.value().data() + b * C * h * w, up.data(), C, bands[k], aw);
+      T ws{};
+      total += static_cast<double>(backend::softmax<P>::cross_entropy_forward(
+          up.data(), labels.data() + px, weight, 1, C, bands[k].out * W, opt.ignore_index, lse.data() + px, &ws));
+      wsum += static_cast<double>(ws);
+    }
   const T loss = wsum > 0 ? static_cast<T>(total / wsum) : T(0);
   return ::protoseg::detail::record(
       full<T, P>(shape{}, loss),
       detail_fn::upsampled_ce_fn<T, P>{logits.value(), lse, labels, opt.class_weights, opt.ignore_index,
-                                       static_cast<T>(wsum), std::move(ah), std::move(aw)},
+                                       static_cast<T>(wsum), std::move(bands), std::move(band_first), std::move(aw),
+                                       rows},
       logits);
 }
 

@@ -32,15 +32,18 @@ struct resize<cpu> {
     }
   }
 
-  /// gx (planes, ah.in, aw.in) = the adjoint of forward applied to gy.
+  /// gx (planes, ah.in, aw.in) = the adjoint of forward applied to gy; with
+  /// accumulate, added to gx instead of overwriting it.
   template <class T>
-  static void backward(const T* gy, T* gx, std::int64_t planes, const resize_axis<T>& ah, const resize_axis<T>& aw) {
+  static void backward(const T* gy, T* gx, std::int64_t planes, const resize_axis<T>& ah, const resize_axis<T>& aw,
+                       bool accumulate = false) {
     const std::int64_t H = ah.in, W = aw.in, OH = ah.out, OW = aw.out;
     PROTOSEG_OMP_FOR(planes * (H * W + OH * OW))
     for (std::int64_t pr = 0; pr < planes * H; ++pr) {
       const std::int64_t p = pr / H, y = pr % H;
       T* out = gx + pr * W;
-      for (std::int64_t xx = 0; xx < W; ++xx) out[xx] = T(0);
+      if (!accumulate)
+        for (std::int64_t xx = 0; xx < W; ++xx) out[xx] = T(0);
       for (std::int64_t oy = ah.first[y]; oy < ah.last[y]; ++oy) {
         const T wy = (ah.i0[oy] == y ? ah.w0[oy] : T(0)) + (ah.i1[oy] == y ? ah.w1[oy] : T(0));
         if (wy == T(0)) continue;

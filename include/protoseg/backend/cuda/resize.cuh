@@ -5,6 +5,8 @@
 /// per work item.
 
 #include <thrust/device_vector.h>
+#include <thrust/for_each.h>
+#include <thrust/iterator/counting_iterator.h>
 #include <thrust/tabulate.h>
 
 #include <cstdint>
@@ -87,6 +89,12 @@ struct resize_backward_fn {
     return total;
   }
 };
+template <class T>
+struct resize_backward_add_fn {  // gx[i] += the gather-form backward at i
+  resize_backward_fn<T> f;
+  T* gx;
+  PROTOSEG_HOST_DEVICE void operator()(std::int64_t i) const { gx[i] += f(i); }
+};
 }  // namespace cuda_detail
 
 template <>
@@ -101,10 +109,16 @@ struct resize<cuda> {
                      cuda_detail::resize_forward_fn<T>{x, dh.view(), dw.view()});
   }
   template <class T>
-  static void backward(const T* gy, T* gx, std::int64_t planes, const resize_axis<T>& ah, const resize_axis<T>& aw) {
+  static void backward(const T* gy, T* gx, std::int64_t planes, const resize_axis<T>& ah, const resize_axis<T>& aw,
+                       bool accumulate = false) {
     const std::int64_t total = planes * ah.in * aw.in;
     if (total == 0) return;
     const cuda_detail::resize_axis_device<T> dh(ah), dw(aw);
+    if (accumulate) {
+      thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(total),
+                       cuda_detail::resize_backward_add_fn<T>{{gy, dh.view(), dw.view()}, gx});
+      return;
+    }
     thrust::tabulate(cuda_detail::dp(gx), cuda_detail::dp(gx) + total,
                      cuda_detail::resize_backward_fn<T>{gy, dh.view(), dw.view()});
   }
