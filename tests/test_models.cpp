@@ -602,6 +602,23 @@ TEST_CASE("prototype step and PPC / PPD values from the summary equal those from
   }
 }
 
+TEST_CASE("prototype head without gradients: the class logits from the summary equal the materialised path") {
+  proto::prototype_head<float> h({.in_channels = 6, .num_classes = 7, .num_prototypes = 3});
+  h.eval();
+  generator g(12);
+  const auto x = randn<float>({2, 6, 5, 4}, g);
+  auto with_grad = h.forward(variable<float>(x.clone(), true));
+  REQUIRE(with_grad.proto_logits.defined());
+  proto::prototype_output<float> without;
+  {
+    no_grad guard;
+    without = h.forward(variable<float>(x.clone(), true));
+  }
+  CHECK_FALSE(without.proto_logits.defined());
+  CHECK(near_all(without.logits.value(), with_grad.logits.value(), 1e-5));
+  CHECK(near_all(without.embeddings.value(), with_grad.embeddings.value(), 0.0));
+}
+
 TEST_CASE("summarize_scores and summary_losses refuse bad input") {
   const auto emb = zeros<float>({6, 4});
   const auto protos = zeros<float>({3, 2, 4});

@@ -33,6 +33,7 @@
 #include "protoseg/ops/reduction.hpp"
 #include "protoseg/ops/softmax.hpp"
 #include "protoseg/ops/unary.hpp"
+#include "protoseg/proto/scores.hpp"
 #include "protoseg/proto/step.hpp"
 
 namespace protoseg::proto {
@@ -77,6 +78,9 @@ struct prototype_output {
   variable<T, P> logits;
   /// Cosine scores against every prototype (N, C * M), class-major: column
   /// k * M + m is prototype m of class k (the published `contrast_logits`).
+  /// Undefined when the forward records no gradient (no_grad, or inputs
+  /// without one) and runs no prototype step: the class logits then come
+  /// from `summarize_scores`, without the scores.
   variable<T, P> proto_logits;
   /// Unit pixel embeddings (N, D).
   variable<T, P> embeddings;
@@ -267,13 +271,22 @@ class prototype_head : public nn::module<T, P> {
     auto c = reshape(permute(x, {0, 2, 3, 1}), {N, dim_});
     c = l2_normalize(feat_norm->forward(c), 1);
     detail::normalize_rows(prototypes);  // published: prototypes.data.copy_(l2_normalize(prototypes))
-    // A copy: the step below updates the buffer in place, and the backward
-    // of the scores must see the prototypes the forward used.
-    const variable_type protos(prototypes.reshape({C * M, dim_}).clone(), false);
 
     prototype_output<T, P> out;
     out.target_ignore_index = target_ignore_;
     out.embeddings = c;
+    const bool step = this->is_training() && labels.defined();
+    if (!step && !(grad_enabled() && c.requires_grad())) {
+      // Nothing to differentiate and no step: the class logits come from
+      // the scores' summary, which never holds the N x C*M scores.
+      auto summary = summarize_scores(c.value(), prototypes);
+      auto seg = mask_norm->forward(variable_type(summary.class_logits, false));
+      out.logits = permute(reshape(seg, {B, H, W, C}), {0, 3, 1, 2});
+      return out;
+    }
+    // A copy: the step below updates the buffer in place, and the backward
+    // of the scores must see the prototypes the forward used.
+    const variable_type protos(prototypes.reshape({C * M, dim_}).clone(), false);
     out.proto_logits = matmul(c, protos, false, true);  // (N, C * M)
     auto seg = mask_norm->forward(detail::class_max(out.proto_logits, M));
     out.logits = permute(reshape(seg, {B, H, W, C}), {0, 3, 1, 2});
