@@ -305,23 +305,23 @@ struct upsampled_ce_fn {
   tensor<T, P> weights;
   std::int64_t ignore_index;
   T weight_sum;
-  std::vector<backend::resize_axis<T>> bands;  // bands of output rows (the height axis)
-  std::vector<std::int64_t> band_first;        // first output row of each band
+  // Bands of output rows (the height axis): all of bands[0].out rows but
+  // the last, which may be shorter.
+  std::vector<backend::resize_axis<T>> bands;
   backend::resize_axis<T> aw;
-  std::int64_t band_rows;                      // rows of the largest band
   std::vector<tensor<T, P>> backward(const tensor<T, P>& g) {
     const std::int64_t B = logits.shape()[0], C = logits.shape()[1];
-    const std::int64_t hw = logits.shape()[2] * logits.shape()[3], W = aw.out;
-    const std::int64_t HW = (band_first.back() + bands.back().out) * W;
+    const std::int64_t hw = logits.shape()[2] * logits.shape()[3], W = aw.out, rows = bands.front().out;
+    const std::int64_t HW = B > 0 ? lse.numel() / B : 0;  // H * W
     auto gx = tensor<T, P>::empty(logits.shape());
     const bool several = bands.size() > 1;
     if (several) backend::elementwise<P>::fill(gx.data(), gx.numel(), T(0));
     const T scale = weight_sum > T(0) ? g.item() / weight_sum : T(0);
     // One band's upsampled logits, then their gradient.
-    auto up = tensor<T, P>::empty({C, band_rows * W});
+    auto up = tensor<T, P>::empty({C, rows * W});
     for (std::int64_t b = 0; b < B; ++b)
       for (std::size_t k = 0; k < bands.size(); ++k) {
-        const std::int64_t px = b * HW + band_first[k] * W, n = bands[k].out * W;
+        const std::int64_t px = b * HW + static_cast<std::int64_t>(k) * rows * W, n = bands[k].out * W;
         backend::resize<P>::forward(logits.data() + b * C * hw, up.data(), C, bands[k], aw);
         backend::softmax<P>::cross_entropy_backward(up.data(), lse.data() + px, labels.data() + px,
                                                     weights.defined() ? weights.data() : nullptr, 1, C, n,
@@ -646,19 +646,16 @@ variable<T, P> upsampled_cross_entropy(const variable<T, P>& logits, const tenso
   auto aw = backend::make_resize_axis<T>(w, W, backend::resize_mode::bilinear, align_corners);
   const std::int64_t row_bytes = std::max<std::int64_t>(1, C * W * static_cast<std::int64_t>(sizeof(T)));
   const std::int64_t rows = std::clamp<std::int64_t>(scratch_bytes / row_bytes, 1, std::max<std::int64_t>(H, 1));
-  std::vector<backend::resize_axis<T>> bands;
-  std::vector<std::int64_t> band_first;
-  for (std::int64_t r0 = 0; r0 < H || bands.empty(); r0 += rows) {  // one empty band when H = 0
-    band_first.push_back(r0);
+  std::vector<backend::resize_axis<T>> bands;  // band k: output rows [k * rows, min(H, (k + 1) * rows))
+  for (std::int64_t r0 = 0; r0 < H || bands.empty(); r0 += rows)  // one empty band when H = 0
     bands.push_back(backend::resize_axis_band(ah, r0, std::min(H, r0 + rows)));
-  }
   auto lse = tensor<T, P>::empty({B * H * W});
   auto up = tensor<T, P>::empty({C, rows * W});
   const T* weight = opt.class_weights.defined() ? opt.class_weights.data() : nullptr;
   double total = 0, wsum = 0;
   for (std::int64_t b = 0; b < B; ++b)
     for (std::size_t k = 0; k < bands.size(); ++k) {
-      const std::int64_t px = b * H * W + band_first[k] * W;
+      const std::int64_t px = b * H * W + static_cast<std::int64_t>(k) * rows * W;
       backend::resize<P>::forward(logits.value().data() + b * C * h * w, up.data(), C, bands[k], aw);
       T ws{};
       total += static_cast<double>(backend::softmax<P>::cross_entropy_forward(
@@ -669,8 +666,7 @@ variable<T, P> upsampled_cross_entropy(const variable<T, P>& logits, const tenso
   return ::protoseg::detail::record(
       full<T, P>(shape{}, loss),
       detail_fn::upsampled_ce_fn<T, P>{logits.value(), lse, labels, opt.class_weights, opt.ignore_index,
-                                       static_cast<T>(wsum), std::move(bands), std::move(band_first), std::move(aw),
-                                       rows},
+                                       static_cast<T>(wsum), std::move(bands), std::move(aw)},
       logits);
 }
 

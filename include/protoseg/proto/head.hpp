@@ -291,7 +291,7 @@ class prototype_head : public nn::module<T, P> {
     auto seg = mask_norm->forward(detail::class_max(out.proto_logits, M));
     out.logits = permute(reshape(seg, {B, H, W, C}), {0, 3, 1, 2});
 
-    if (this->is_training() && labels.defined()) {
+    if (step) {
       out.labels = detail::nearest_labels(labels, H, W);
       step_options so;
       so.sinkhorn_iterations = opt_.sinkhorn_iterations;

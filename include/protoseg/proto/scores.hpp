@@ -30,6 +30,7 @@
 #include "protoseg/backend/proto_primitives.hpp"
 #include "protoseg/error.hpp"
 #include "protoseg/ot/device.hpp"
+#include "protoseg/proto/step.hpp"
 #include "protoseg/tensor/creation.hpp"
 #include "protoseg/tensor/math.hpp"
 #include "protoseg/tensor/tensor.hpp"
@@ -63,33 +64,17 @@ struct summary_loss_values {
 
 namespace detail {
 
-struct summary_sizes {
-  std::int64_t N, C, M, D;
-};
-
 template <class T, class P>
-summary_sizes check_summary_inputs(const tensor<T, P>& embeddings, const tensor<T, P>& prototypes,
-                                   const tensor<std::int64_t, P>& labels, const summary_options& o) {
+embedding_sizes check_summary_inputs(const tensor<T, P>& embeddings, const tensor<T, P>& prototypes,
+                                     const tensor<std::int64_t, P>& labels, const summary_options& o) {
   constexpr const char* who = "summarize_scores";
-  if (!prototypes.defined() || prototypes.rank() != 3 || prototypes.numel() == 0)
-    ::protoseg::detail::fail<shape_error>(who, ": prototypes must be a non-empty (C, M, D), got ",
-                                          prototypes.defined() ? prototypes.shape().str() : std::string("undefined"));
-  const std::int64_t C = prototypes.shape()[0], M = prototypes.shape()[1], D = prototypes.shape()[2];
-  if (!embeddings.defined() || embeddings.rank() != 2 || embeddings.shape()[1] != D)
-    ::protoseg::detail::fail<shape_error>(who, ": embeddings must be (N, ", D, "), got ",
-                                          embeddings.defined() ? embeddings.shape().str() : std::string("undefined"));
-  const std::int64_t N = embeddings.shape()[0];
-  if (labels.defined() && !(labels.shape() == shape{N}))
-    ::protoseg::detail::fail<shape_error>(who, ": labels must be (", N, ",), got ", labels.shape());
+  const auto sz = check_embeddings_and_prototypes(who, embeddings, prototypes, true);
+  if (labels.defined() && !(labels.shape() == shape{sz.N}))
+    ::protoseg::detail::fail<shape_error>(who, ": labels must be (", sz.N, ",), got ", labels.shape());
   if (!(o.temperature > 0) || !std::isfinite(o.temperature))
     ::protoseg::detail::fail<value_error>(who, ": options.temperature is ", o.temperature,
                                           ", expected a finite value > 0");
-  return {N, C, M, D};
-}
-
-[[noreturn]] inline void bad_summary_label(std::int64_t n, std::int64_t k, std::int64_t C, std::int64_t ignore) {
-  ::protoseg::detail::fail<value_error>("summarize_scores: labels[", n, "] is ", k, ", expected a class id in [0, ", C,
-                                        ") or the ignore index ", ignore);
+  return sz;
 }
 
 }  // namespace detail
@@ -112,7 +97,7 @@ score_summary<T> summarize_scores(const tensor<T>& embeddings, const tensor<T>& 
   const std::int64_t* lab = labels.defined() ? labels.data() : nullptr;
   if (lab)
     for (std::int64_t n = 0; n < N; ++n)
-      if (lab[n] != o.ignore_index && (lab[n] < 0 || lab[n] >= C)) detail::bad_summary_label(n, lab[n], C, o.ignore_index);
+      if (lab[n] != o.ignore_index && (lab[n] < 0 || lab[n] >= C)) detail::bad_label("summarize_scores", n, lab[n], C, o.ignore_index);
 
   score_summary<T> out;
   out.M = M;
@@ -125,12 +110,10 @@ score_summary<T> summarize_scores(const tensor<T>& embeddings, const tensor<T>& 
   // Prototype-major order: row m * C + c is prototype m of class c, so that
   // class c's scores are C apart and its maximum is an elementwise max of M
   // contiguous rows of C.
-  const tensor<T>& e = embeddings;
-  const tensor<T>& p = prototypes;
   std::vector<T> reordered(static_cast<std::size_t>(K * D));
   for (std::int64_t c = 0; c < C; ++c)
     for (std::int64_t m = 0; m < M; ++m)
-      std::copy_n(p.data() + (c * M + m) * D, D, reordered.data() + (m * C + c) * D);
+      std::copy_n(prototypes.data() + (c * M + m) * D, D, reordered.data() + (m * C + c) * D);
 
   T* logits = out.class_logits.data();
   T* lse = out.lse.data();
@@ -138,7 +121,7 @@ score_summary<T> summarize_scores(const tensor<T>& embeddings, const tensor<T>& 
   const T inv_t = static_cast<T>(1.0 / o.temperature);
   const std::int64_t ignore = o.ignore_index;
   using array = Eigen::Array<T, Eigen::Dynamic, 1>;
-  backend::gemm<cpu>::nt_row_blocks(N, K, D, e.data(), reordered.data(),
+  backend::gemm<cpu>::nt_row_blocks(N, K, D, embeddings.data(), reordered.data(),
                                     [&](std::int64_t r0, std::int64_t rows, const T* s) {
     for (std::int64_t j = 0; j < rows; ++j) {
       const std::int64_t n = r0 + j;
@@ -166,7 +149,7 @@ score_summary<T, P> summarize_scores(const tensor<T, P>& embeddings, const tenso
   const std::int64_t N = sz.N, C = sz.C, M = sz.M, D = sz.D;
   if (labels.defined() && N > 0) {
     const std::int64_t bad = backend::softmax<P>::find_bad_label(labels.data(), N, C, o.ignore_index);
-    if (bad >= 0) detail::bad_summary_label(bad, labels.narrow0(bad, bad + 1).item(), C, o.ignore_index);
+    if (bad >= 0) detail::bad_label("summarize_scores", bad, labels.narrow0(bad, bad + 1).item(), C, o.ignore_index);
   }
   score_summary<T, P> out;
   out.M = M;

@@ -69,20 +69,40 @@ struct step_sizes {
   bool own_scores;  // scores are (N, M), each pixel's own class's (summarize_scores' `own`)
 };
 
+struct embedding_sizes {
+  std::int64_t N, C, M, D;
+};
+
+/// Prototypes (C, M, D; with `non_empty`, C * M * D > 0) and embeddings
+/// (N, D), checked for `who` (the prototype step and the score summary).
+template <class T, class P>
+embedding_sizes check_embeddings_and_prototypes(const char* who, const tensor<T, P>& embeddings,
+                                                const tensor<T, P>& prototypes, bool non_empty) {
+  if (!prototypes.defined() || prototypes.rank() != 3 || (non_empty && prototypes.numel() == 0))
+    ::protoseg::detail::fail<shape_error>(who, ": prototypes must be ", non_empty ? "a non-empty " : "",
+                                          "(C, M, D), got ",
+                                          prototypes.defined() ? prototypes.shape().str() : std::string("undefined"));
+  const std::int64_t C = prototypes.shape()[0], M = prototypes.shape()[1], D = prototypes.shape()[2];
+  if (!embeddings.defined() || embeddings.rank() != 2 || embeddings.shape()[1] != D)
+    ::protoseg::detail::fail<shape_error>(who, ": embeddings must be (N, ", D, "), got ",
+                                          embeddings.defined() ? embeddings.shape().str() : std::string("undefined"));
+  return {embeddings.shape()[0], C, M, D};
+}
+
+/// A label that is neither a class id in [0, C) nor the ignore index.
+[[noreturn]] inline void bad_label(const char* who, std::int64_t n, std::int64_t k, std::int64_t C,
+                                   std::int64_t ignore_index) {
+  ::protoseg::detail::fail<value_error>(who, ": labels[", n, "] is ", k, ", expected a class id in [0, ", C,
+                                        ") or the ignore index ", ignore_index);
+}
+
 /// Shapes and options of the prototype step (every policy).
 template <class T, class P>
 step_sizes check_step_inputs(const tensor<T, P>& embeddings, const tensor<T, P>& scores,
                              const tensor<T, P>& class_logits, const tensor<std::int64_t, P>& labels,
                              const tensor<T, P>& prototypes, const step_options& o) {
   constexpr const char* who = "prototype_step";
-  if (!prototypes.defined() || prototypes.rank() != 3)
-    ::protoseg::detail::fail<shape_error>(who, ": prototypes must be (C, M, D), got ",
-                                          prototypes.defined() ? prototypes.shape().str() : std::string("undefined"));
-  const std::int64_t C = prototypes.shape()[0], M = prototypes.shape()[1], D = prototypes.shape()[2];
-  if (!embeddings.defined() || embeddings.rank() != 2 || embeddings.shape()[1] != D)
-    ::protoseg::detail::fail<shape_error>(who, ": embeddings must be (N, ", D, "), got ",
-                                          embeddings.defined() ? embeddings.shape().str() : std::string("undefined"));
-  const std::int64_t N = embeddings.shape()[0];
+  const auto [N, C, M, D] = check_embeddings_and_prototypes(who, embeddings, prototypes, false);
   if (!scores.defined() || !(scores.shape() == shape{N, C, M} || scores.shape() == shape{N, M}))
     ::protoseg::detail::fail<shape_error>(who, ": scores must be (", N, ", ", C, ", ", M, ") or the own-class (", N,
                                           ", ", M, "), got ",
@@ -98,11 +118,6 @@ step_sizes check_step_inputs(const tensor<T, P>& embeddings, const tensor<T, P>&
   if (o.gumbel && o.gen == nullptr)
     ::protoseg::detail::fail<value_error>(who, ": options.gen is nullptr, expected a seeded generator for Gumbel sampling");
   return {N, C, M, D, scores.rank() == 2};
-}
-
-[[noreturn]] inline void bad_step_label(std::int64_t n, std::int64_t k, std::int64_t C, std::int64_t ignore_index) {
-  ::protoseg::detail::fail<value_error>("prototype_step: labels[", n, "] is ", k, ", expected a class id in [0, ", C,
-                                        ") or the ignore index ", ignore_index);
 }
 
 }  // namespace detail
@@ -131,7 +146,7 @@ step_result prototype_step(const tensor<T>& embeddings, const tensor<T>& scores,
   for (std::int64_t n = 0; n < N; ++n) {
     const std::int64_t k = lab[n];
     if (k == o.ignore_index) continue;
-    if (k < 0 || k >= C) detail::bad_step_label(n, k, C, o.ignore_index);
+    if (k < 0 || k >= C) detail::bad_label("prototype_step", n, k, C, o.ignore_index);
     ++count[static_cast<std::size_t>(k) + 1];
   }
   auto offsets = tensor<std::int64_t>::empty({C + 1});
@@ -230,7 +245,7 @@ basic_step_result<P> prototype_step(const tensor<T, P>& embeddings, const tensor
   const std::int64_t N = sz.N, C = sz.C, M = sz.M, D = sz.D;
   if (N > 0) {
     const std::int64_t bad = backend::softmax<P>::find_bad_label(labels.data(), N, C, o.ignore_index);
-    if (bad >= 0) detail::bad_step_label(bad, labels.narrow0(bad, bad + 1).item(), C, o.ignore_index);
+    if (bad >= 0) detail::bad_label("prototype_step", bad, labels.narrow0(bad, bad + 1).item(), C, o.ignore_index);
   }
   basic_step_result<P> res;
   res.targets = full<std::int64_t, P>(shape{N}, o.target_ignore_index);
