@@ -8,6 +8,8 @@
 #include <protoseg/cuda.hpp>
 
 #include <cmath>
+#include <sstream>
+#include <string>
 #include <vector>
 
 namespace cuda_parity_harness {
@@ -37,12 +39,38 @@ bool agree(const A& got, const B& ref, double rtol = op_rtol) {
   return true;
 }
 
+/// Where got and ref disagree: the shapes, or the first element outside the
+/// tolerance with both values and the largest difference (for failure messages).
+template <class A, class B>
+std::string disagreement(const A& got, const B& ref, double rtol = op_rtol) {
+  std::ostringstream os;
+  os.precision(9);
+  if (!(got.shape() == ref.shape())) {
+    os << "shapes differ: got " << got.shape() << ", expected " << ref.shape();
+    return os.str();
+  }
+  const auto g = host(got), r = host(ref);
+  std::size_t first = g.size(), worst = 0;
+  double worst_diff = 0;
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    if (std::isnan(r[i]) && std::isnan(g[i])) continue;
+    const double d = std::abs(g[i] - r[i]);
+    if (!(d <= rtol * (std::abs(r[i]) + 1)) && first == g.size()) first = i;
+    if (!(d <= worst_diff)) worst_diff = d, worst = i;
+  }
+  if (first == g.size()) return "agree";
+  os << "shape " << ref.shape() << ", element " << first << ": got " << g[first] << ", expected " << r[first]
+     << "; largest difference " << worst_diff << " at element " << worst << " (rtol " << rtol << ")";
+  return os.str();
+}
+
 /// Runs f on cpu tensors and on the same values as cuda tensors; compares.
 template <class F, class... Ts>
 void parity(F f, const Ts&... in) {
   auto ref = f(in...);
   auto got = f(in.template to<cuda>()...);
-  CHECK(agree(got, ref));
+  const bool ok = agree(got, ref);
+  CHECK_MESSAGE(ok, disagreement(got, ref));
 }
 
 /// f on cpu variables and on the same values as cuda variables: the value
@@ -57,7 +85,7 @@ void grad_parity(F f, const std::vector<tensor<double>>& in, double rtol = op_rt
   }
   auto oc = f(vc);
   auto og = f(vg);
-  REQUIRE(agree(og.value(), oc.value(), rtol));
+  REQUIRE_MESSAGE(agree(og.value(), oc.value(), rtol), disagreement(og.value(), oc.value(), rtol));
   generator gen(11);
   auto w = rand<double>(oc.shape(), gen, 0.5, 1.5);
   oc.backward(w);
@@ -65,7 +93,7 @@ void grad_parity(F f, const std::vector<tensor<double>>& in, double rtol = op_rt
   for (std::size_t i = 0; i < in.size(); ++i) {
     CAPTURE(i);
     REQUIRE(vc[i].has_grad() == vg[i].has_grad());
-    if (vc[i].has_grad()) CHECK(agree(vg[i].grad(), vc[i].grad(), rtol));
+    if (vc[i].has_grad()) CHECK_MESSAGE(agree(vg[i].grad(), vc[i].grad(), rtol), disagreement(vg[i].grad(), vc[i].grad(), rtol));
   }
 }
 

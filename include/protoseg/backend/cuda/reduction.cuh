@@ -4,19 +4,26 @@
 
 #include <thrust/fill.h>
 #include <thrust/for_each.h>
+#include <thrust/functional.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/reduce.h>
 #include <thrust/tabulate.h>
+#include <thrust/transform_reduce.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "protoseg/backend/cuda/traits.cuh"
+#include "protoseg/backend/functors.hpp"
 #include "protoseg/backend/primitives.hpp"
 #include "protoseg/config.hpp"
 
 namespace protoseg::backend {
 
 namespace cuda_detail {
+struct to_double_fn {
+  PROTOSEG_HOST_DEVICE double operator()(float v) const { return v; }
+};
 template <class T, class F>
 struct reduce_column_fn {
   const T* in;
@@ -76,6 +83,15 @@ struct reduction<cuda> {
     const std::int64_t outputs = outer * inner;
     if (outputs == 0) return;
     if (outputs == 1) {  // a whole-tensor reduction: a tree reduction, not one thread
+      if constexpr (std::is_same_v<F, fn::plus> && std::is_same_v<T, float>) {
+        // Float sums accumulate in double, as the cpu backend's long rows do:
+        // the two policies then agree to float precision on any length (and
+        // on Thrust's OpenMP system, whose per-thread partial sums are sequential).
+        const double r = thrust::transform_reduce(cuda_detail::dp(in), cuda_detail::dp(in) + n,
+                                                  cuda_detail::to_double_fn{}, 0.0, thrust::plus<double>());
+        elementwise_fill(out, static_cast<T>(static_cast<double>(init) + r));
+        return;
+      }
       const T r = thrust::reduce(cuda_detail::dp(in), cuda_detail::dp(in) + n, init, f);
       elementwise_fill(out, r);
       return;
