@@ -250,7 +250,11 @@ TEST_CASE("gradcheck: linear and conv2d in every configuration") {
                         conf{{1, 2, 6, 7}, {2, 1, 3, 3}, {.stride = {2, 3}, .padding = {1, 0}, .dilation = {1, 2}, .groups = 2}},
                         conf{{2, 3, 3, 4}, {2, 3, 1, 1}, {}},
                         conf{{3, 3, 3, 4}, {2, 3, 1, 1}, {}},
-                        conf{{1, 2, 5, 4}, {3, 2, 2, 3}, {.stride = {1, 2}, .padding = {0, 1}}}}) {
+                        conf{{1, 2, 5, 4}, {3, 2, 2, 3}, {.stride = {1, 2}, .padding = {0, 1}}},
+                        // outputs 32 and more wide at stride 1: the row-copy
+                        // im2col (narrower or strided ones gather through a table)
+                        conf{{2, 2, 3, 34}, {3, 2, 3, 3}, {.stride = 1, .padding = 1}},
+                        conf{{1, 2, 4, 36}, {2, 2, 3, 3}, {.stride = {2, 1}, .padding = 2, .dilation = 2}}}) {
     // One image per GEMM, two (the last chunk short when the batch is odd),
     // and the whole batch in one GEMM.
     const std::int64_t L = nn::functional::conv_out_size(c.x[2], c.w[2], c.p.stride.h, c.p.padding.h, c.p.dilation.h) *

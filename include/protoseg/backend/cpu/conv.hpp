@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
+#include <vector>
 
 #include "protoseg/backend/cpu/parallel.hpp"
 #include "protoseg/backend/nn_primitives.hpp"
@@ -26,12 +28,36 @@ struct conv<cpu> {
   /// among the threads.
   template <class T>
   static void im2col_batch(const T* x, T* col, std::int64_t n, const conv_geometry& g) {
-    const std::int64_t rows = g.channels * g.kernel_h * g.kernel_w, L = g.out_h * g.out_w;
-    const std::int64_t img = g.channels * g.height * g.width;
-    PROTOSEG_OMP_FOR(n * rows * L)
-    for (std::int64_t i = 0; i < rows * n; ++i) {
-      const std::int64_t r = i / n, b = i % n;
-      im2col_row(x + b * img, col + r * n * L + b * L, r, g);
+    const std::int64_t kk = g.kernel_h * g.kernel_w, L = g.out_h * g.out_w;
+    const std::int64_t plane = g.height * g.width, img = g.channels * plane;
+    if ((g.out_w < gather_below_width || g.stride_w != 1) && plane <= std::numeric_limits<std::int32_t>::max()) {
+      // Narrow or strided outputs (a ResNet's 16x16 ... 2x2 maps): rows of 2 to 16
+      // values make a per-row copy all loop overhead, so each of the kh*kw
+      // rows of a channel is one gather through a table of source offsets
+      // (-1 where the window reads padding), the same for every channel.
+      const auto table = gather_table(g);
+      PROTOSEG_OMP_FOR(n * g.channels * kk * L)
+      for (std::int64_t i = 0; i < g.channels * n; ++i) {
+        const std::int64_t c = i / n, b = i % n;
+        const T* xc = x + b * img + c * plane;
+        T* out = col + c * kk * n * L + b * L;
+        for (std::int64_t k = 0; k < kk; ++k) {
+          const std::int32_t* t = table.data() + k * L;
+          T* o = out + k * n * L;
+          for (std::int64_t q = 0; q < L; ++q) {
+            const std::int32_t j = t[q];
+            o[q] = j >= 0 ? xc[j] : T(0);
+          }
+        }
+      }
+      return;
+    }
+    // Wider outputs: one piece per (channel, image), its kh*kw rows in one
+    // call, each output row a contiguous copy when the stride is 1.
+    PROTOSEG_OMP_FOR(n * g.channels * kk * L)
+    for (std::int64_t i = 0; i < g.channels * n; ++i) {
+      const std::int64_t c = i / n, b = i % n;
+      im2col_channel(x + b * img + c * plane, col + c * kk * n * L + b * L, n * L, g);
     }
   }
 
@@ -45,12 +71,34 @@ struct conv<cpu> {
   /// The adjoint of im2col_batch: col (C*kh*kw, n * L) into x (n, C, H, W).
   template <class T>
   static void col2im_batch(const T* col, T* x, std::int64_t n, const conv_geometry& g) {
-    const std::int64_t L = g.out_h * g.out_w, rows = g.channels * g.height;
-    const std::int64_t img = g.channels * g.height * g.width;
-    PROTOSEG_OMP_FOR(n * rows * g.width * g.kernel_h * g.kernel_w)
-    for (std::int64_t i = 0; i < n * rows; ++i) {
-      const std::int64_t b = i / rows;
-      col2im_row(col + b * L, n * L, x + b * img, i % rows, g);
+    const std::int64_t L = g.out_h * g.out_w, kk = g.kernel_h * g.kernel_w;
+    const std::int64_t plane = g.height * g.width, img = g.channels * plane;
+    if ((g.out_w < gather_below_width || g.stride_w != 1) && plane <= std::numeric_limits<std::int32_t>::max()) {
+      // Narrow or strided outputs: the adjoint of im2col's gather, a
+      // scatter-add through the same table within one plane (one thread per
+      // plane). Each pixel receives its terms in kernel-offset order, as in
+      // the row form below, so both give the same sums.
+      const auto table = gather_table(g);
+      PROTOSEG_OMP_FOR(n * img * kk)
+      for (std::int64_t i = 0; i < n * g.channels; ++i) {
+        const std::int64_t b = i / g.channels, c = i % g.channels;
+        T* xp = x + b * img + c * plane;
+        for (std::int64_t j = 0; j < plane; ++j) xp[j] = T(0);
+        const T* in = col + c * kk * n * L + b * L;
+        for (std::int64_t k = 0; k < kk; ++k) {
+          const std::int32_t* t = table.data() + k * L;
+          const T* o = in + k * n * L;
+          for (std::int64_t q = 0; q < L; ++q)
+            if (t[q] >= 0) xp[t[q]] += o[q];
+        }
+      }
+      return;
+    }
+    // One piece per (image, channel plane), as im2col_batch.
+    PROTOSEG_OMP_FOR(n * img * kk)
+    for (std::int64_t i = 0; i < n * g.channels; ++i) {
+      const std::int64_t b = i / g.channels, c = i % g.channels;
+      for (std::int64_t y = 0; y < g.height; ++y) col2im_row(col + b * L, n * L, x + b * img, c * g.height + y, g);
     }
   }
 
@@ -155,33 +203,57 @@ struct conv<cpu> {
     }
   }
  private:
-  // Row r = (c*kh + ky)*kw + kx of one image's col.
+  /// Output widths below which im2col gathers through an offset table.
+  static constexpr std::int64_t gather_below_width = 32;
+
+  // For each kernel offset k = ky*kw + kx and output position q = oy*out_w +
+  // ox: the offset iy*W + ix of the input pixel that col row k reads at q
+  // within its channel plane, or -1 where that is padding.
+  static std::vector<std::int32_t> gather_table(const conv_geometry& g) {
+    const std::int64_t L = g.out_h * g.out_w;
+    std::vector<std::int32_t> t(static_cast<std::size_t>(g.kernel_h * g.kernel_w * L));
+    std::size_t e = 0;
+    for (std::int64_t ky = 0; ky < g.kernel_h; ++ky)
+      for (std::int64_t kx = 0; kx < g.kernel_w; ++kx)
+        for (std::int64_t oy = 0; oy < g.out_h; ++oy)
+          for (std::int64_t ox = 0; ox < g.out_w; ++ox) {
+            const std::int64_t iy = oy * g.stride_h - g.pad_h + ky * g.dilation_h;
+            const std::int64_t ix = ox * g.stride_w - g.pad_w + kx * g.dilation_w;
+            const bool inside = iy >= 0 && iy < g.height && ix >= 0 && ix < g.width;
+            t[e++] = inside ? static_cast<std::int32_t>(iy * g.width + ix) : -1;
+          }
+    return t;
+  }
+
+  // The kh*kw rows of one channel xc (H, W) of one image, ld apart: row
+  // ky*kw + kx at out + (ky*kw + kx)*ld.
   template <class T>
-  static void im2col_row(const T* x, T* out, std::int64_t r, const conv_geometry& g) {
-    const std::int64_t kx = r % g.kernel_w, ky = (r / g.kernel_w) % g.kernel_h, c = r / (g.kernel_w * g.kernel_h);
-    const T* xc = x + c * g.height * g.width;
-    for (std::int64_t oy = 0; oy < g.out_h; ++oy) {
-      const std::int64_t iy = oy * g.stride_h - g.pad_h + ky * g.dilation_h;
-      T* o = out + oy * g.out_w;
-      if (iy < 0 || iy >= g.height) {
-        for (std::int64_t ox = 0; ox < g.out_w; ++ox) o[ox] = T(0);
-        continue;
-      }
-      const T* xr = xc + iy * g.width;
-      const std::int64_t base = kx * g.dilation_w - g.pad_w;
-      if (g.stride_w == 1) {  // zeros, a contiguous copy of the valid range, zeros
-        const std::int64_t lo = std::clamp<std::int64_t>(-base, 0, g.out_w);
-        const std::int64_t hi = std::clamp<std::int64_t>(g.width - base, lo, g.out_w);
-        for (std::int64_t ox = 0; ox < lo; ++ox) o[ox] = T(0);
-        for (std::int64_t ox = lo; ox < hi; ++ox) o[ox] = xr[ox + base];
-        for (std::int64_t ox = hi; ox < g.out_w; ++ox) o[ox] = T(0);
-      } else {
-        for (std::int64_t ox = 0; ox < g.out_w; ++ox) {
-          const std::int64_t ix = ox * g.stride_w + base;
-          o[ox] = (ix >= 0 && ix < g.width) ? xr[ix] : T(0);
+  static void im2col_channel(const T* xc, T* out, std::int64_t ld, const conv_geometry& g) {
+    for (std::int64_t ky = 0; ky < g.kernel_h; ++ky)
+      for (std::int64_t kx = 0; kx < g.kernel_w; ++kx) {
+        T* o = out + (ky * g.kernel_w + kx) * ld;
+        const std::int64_t base = kx * g.dilation_w - g.pad_w;
+        const std::int64_t lo = g.stride_w == 1 ? std::clamp<std::int64_t>(-base, 0, g.out_w) : 0;
+        const std::int64_t hi = g.stride_w == 1 ? std::clamp<std::int64_t>(g.width - base, lo, g.out_w) : 0;
+        for (std::int64_t oy = 0; oy < g.out_h; ++oy, o += g.out_w) {
+          const std::int64_t iy = oy * g.stride_h - g.pad_h + ky * g.dilation_h;
+          if (iy < 0 || iy >= g.height) {
+            for (std::int64_t ox = 0; ox < g.out_w; ++ox) o[ox] = T(0);
+            continue;
+          }
+          const T* xr = xc + iy * g.width;
+          if (g.stride_w == 1) {  // zeros, a contiguous copy of the valid range, zeros
+            for (std::int64_t ox = 0; ox < lo; ++ox) o[ox] = T(0);
+            for (std::int64_t ox = lo; ox < hi; ++ox) o[ox] = xr[ox + base];
+            for (std::int64_t ox = hi; ox < g.out_w; ++ox) o[ox] = T(0);
+          } else {
+            for (std::int64_t ox = 0; ox < g.out_w; ++ox) {
+              const std::int64_t ix = ox * g.stride_w + base;
+              o[ox] = (ix >= 0 && ix < g.width) ? xr[ix] : T(0);
+            }
+          }
         }
       }
-    }
   }
 
   // Image row cr = c*H + y of col2im; col rows are ld apart.
