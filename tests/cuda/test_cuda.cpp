@@ -94,6 +94,16 @@ TEST_CASE("cuda policy: reductions along every axis") {
   parity([](const auto& t) { return mean(t); }, a);
   parity([](const auto& t) { return sum_to(t, {4, 1}); }, a);
   parity([](const auto& t) { return broadcast_to(t, {2, 3, 4, 5}); }, a);
+  // few long reductions (one segmented tree reduction on the device), along
+  // contiguous rows and along a strided axis
+  auto rows = rndf({3, 5000}, 12);
+  auto cols = rndf({5000, 3}, 13);
+  parity([](const auto& t) { return sum(t, 1); }, rows);
+  parity([](const auto& t) { return max(t, 1); }, rows);
+  parity([](const auto& t) { return min(t, 1, true); }, rows);
+  parity([](const auto& t) { return sum(t, 0); }, cols);
+  parity([](const auto& t) { return max(t, 0); }, cols);
+  parity([](const auto& t) { return sum(t, 1); }, rndf({2, 4100, 3}, 14));
   auto big = rndf({100000}, 8);
   parity([](const auto& t) { return sum(t); }, big);
   // a long positive float sum: both policies within 1e-7 of the exact value

@@ -6,7 +6,11 @@
 #include <thrust/for_each.h>
 #include <thrust/functional.h>
 #include <thrust/iterator/counting_iterator.h>
+#include <thrust/iterator/discard_iterator.h>
+#include <thrust/iterator/permutation_iterator.h>
+#include <thrust/iterator/transform_iterator.h>
 #include <thrust/reduce.h>
+#include <thrust/transform.h>
 #include <thrust/tabulate.h>
 #include <thrust/transform_reduce.h>
 
@@ -23,6 +27,25 @@ namespace protoseg::backend {
 namespace cuda_detail {
 struct to_double_fn {
   PROTOSEG_HOST_DEVICE double operator()(float v) const { return v; }
+};
+/// Element t of the (outputs x n) view, row-major by output: output j =
+/// t / n (j = o * inner + i), step k = t % n, read at (o * n + k) * inner + i.
+struct reduce_source_fn {
+  std::int64_t n, inner;
+  PROTOSEG_HOST_DEVICE std::int64_t operator()(std::int64_t t) const {
+    const std::int64_t j = t / n, k = t % n;
+    return ((j / inner) * n + k) * inner + j % inner;
+  }
+};
+struct divide_fn {
+  std::int64_t n;
+  PROTOSEG_HOST_DEVICE std::int64_t operator()(std::int64_t t) const { return t / n; }
+};
+template <class T, class F>
+struct fold_init_fn {
+  T init;
+  F f;
+  PROTOSEG_HOST_DEVICE T operator()(T v) const { return f(init, v); }
 };
 template <class T, class F>
 struct reduce_column_fn {
@@ -96,9 +119,27 @@ struct reduction<cuda> {
       elementwise_fill(out, r);
       return;
     }
+    if (n >= long_reduction && outputs < many_outputs) {
+      // Few long reductions (a Sinkhorn's K row sums over N = 1e5 pixels):
+      // one thread per output would walk N values alone, so all outputs x n
+      // values are reduced at once as segments of a tree reduction.
+      const thrust::counting_iterator<std::int64_t> t(0);
+      const auto keys = thrust::make_transform_iterator(t, cuda_detail::divide_fn{n});
+      const auto values = thrust::make_permutation_iterator(
+          cuda_detail::dp(in), thrust::make_transform_iterator(t, cuda_detail::reduce_source_fn{n, inner}));
+      thrust::reduce_by_key(keys, keys + outputs * n, values, thrust::make_discard_iterator(), cuda_detail::dp(out),
+                            thrust::equal_to<std::int64_t>(), f);
+      thrust::transform(cuda_detail::dp(out), cuda_detail::dp(out) + outputs, cuda_detail::dp(out),
+                        cuda_detail::fold_init_fn<T, F>{init, f});
+      return;
+    }
     thrust::tabulate(cuda_detail::dp(out), cuda_detail::dp(out) + outputs,
                      cuda_detail::reduce_column_fn<T, F>{in, n, inner, init, f});
   }
+  /// Reductions at least this long, when there are fewer than many_outputs
+  /// of them, run as one segmented tree reduction instead of a thread each.
+  static constexpr std::int64_t long_reduction = 4096;
+  static constexpr std::int64_t many_outputs = 16384;
   template <class T>
   static void argmax(const T* in, T* values, std::int64_t* indices, std::int64_t outer, std::int64_t n,
                      std::int64_t inner) {
