@@ -1,67 +1,39 @@
 """GPU timings in PyTorch of the work that benchmarks/bench_cuda.cu times:
-the ProtoSeg prototype step of ../shared/peers/proto_step_torch.py (the
-official per-class loop) and Algorithm 1 of ../shared/peers/sinkhorn_torch.py,
-the same algorithms moved to the GPU (tensors on 'cuda', the clock read after
-torch.cuda.synchronize()).
+the ProtoSeg prototype step of the peer proto_step_torch.py (the official
+per-class loop) and Algorithm 1 of the peer sinkhorn_torch.py, moved to the
+GPU (tensors on 'cuda', the clock read after torch.cuda.synchronize()). The
+peers' functions are loaded from their files (their definitions only, not
+their cpu timing loops), so the GPU runs exactly the peers' code.
 
-Usage: python3 tools/bench_gpu_torch.py
+Usage: python3 tools/bench_gpu_torch.py [PEERS_DIR]   (default ../shared/peers)
 """
+import ast
+import pathlib
 import statistics
+import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 dev = torch.device("cuda")
+peers = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else
+                     pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "peers")
 
 
-def sinkhorn(out, iters=3, eps=0.05):
-    L = torch.exp(out / eps).t()
-    B, K = L.shape[1], L.shape[0]
-    L /= torch.sum(L)
-    for _ in range(iters):
-        L /= torch.sum(L, dim=1, keepdim=True); L /= K
-        L /= torch.sum(L, dim=0, keepdim=True); L /= B
-    L *= B
-    L = L.t()
-    idx = torch.argmax(L, dim=1)
-    return F.gumbel_softmax(L, tau=0.5, hard=True), idx
+def peer_functions(name):
+    """The imports and function definitions of peers/NAME, without its top-level timing code."""
+    tree = ast.parse((peers / name).read_text())
+    tree.body = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom, ast.FunctionDef))]
+    ns = {}
+    exec(compile(tree, str(peers / name), "exec"), ns)
+    return ns
 
 
-def proto_learning(c, seg_logits, gt, masks, protos, M, gamma=0.999):
-    C = protos.shape[0]
-    pred = seg_logits.argmax(1)
-    correct = gt == pred
-    logits = c @ protos.view(-1, protos.shape[-1]).t()
-    target = gt.clone().float()
-    protos = protos.clone()
-    for k in range(C):
-        sel = gt == k
-        init_q = masks[..., k][sel]
-        if init_q.shape[0] == 0:
-            continue
-        q, idx = sinkhorn(init_q)
-        m_k = correct[sel].float()
-        m_q = q * m_k[:, None]
-        c_q = c[sel] * m_k[:, None]
-        f = m_q.t() @ c_q
-        n = m_q.sum(0)
-        if n.sum() > 0:
-            f = F.normalize(f, dim=-1)
-            protos[k, n != 0] = gamma * protos[k, n != 0] + (1 - gamma) * f[n != 0]
-        target[sel] = idx.float() + M * k
-    return logits, target, F.normalize(protos, dim=-1)
-
-
-def online_clustering(P, X, iters=3, kappa=0.05):
-    L = torch.exp((P.t() @ X) / kappa)
-    L /= torch.sum(L)
-    K, N = L.shape
-    for _ in range(iters):
-        L /= torch.sum(L, dim=1, keepdim=True); L /= K
-        L /= torch.sum(L, dim=0, keepdim=True); L /= N
-    L *= N
-    return L
+step_peer = peer_functions("proto_step_torch.py")
+cluster_peer = peer_functions("sinkhorn_torch.py")
+proto_learning = step_peer["proto_learning"]
+online_clustering = cluster_peer["online_clustering"]
+F = torch.nn.functional
 
 
 def bench(fn, reps):
