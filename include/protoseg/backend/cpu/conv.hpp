@@ -30,7 +30,7 @@ struct conv<cpu> {
   static void im2col_batch(const T* x, T* col, std::int64_t n, const conv_geometry& g) {
     const std::int64_t kk = g.kernel_h * g.kernel_w, L = g.out_h * g.out_w;
     const std::int64_t plane = g.height * g.width, img = g.channels * plane;
-    if ((g.out_w < gather_below_width || g.stride_w != 1) && plane <= std::numeric_limits<std::int32_t>::max()) {
+    if (gathers(g)) {
       // Narrow or strided outputs (a ResNet's 16x16 ... 2x2 maps): rows of 2 to 16
       // values make a per-row copy all loop overhead, so each of the kh*kw
       // rows of a channel is one gather through a table of source offsets
@@ -73,7 +73,7 @@ struct conv<cpu> {
   static void col2im_batch(const T* col, T* x, std::int64_t n, const conv_geometry& g) {
     const std::int64_t L = g.out_h * g.out_w, kk = g.kernel_h * g.kernel_w;
     const std::int64_t plane = g.height * g.width, img = g.channels * plane;
-    if ((g.out_w < gather_below_width || g.stride_w != 1) && plane <= std::numeric_limits<std::int32_t>::max()) {
+    if (gathers(g)) {
       // Narrow or strided outputs: the adjoint of im2col's gather, a
       // scatter-add through the same table within one plane (one thread per
       // plane). Each pixel receives its terms in kernel-offset order, as in
@@ -205,6 +205,13 @@ struct conv<cpu> {
  private:
   /// Output widths below which im2col gathers through an offset table.
   static constexpr std::int64_t gather_below_width = 32;
+
+  // Whether im2col_batch / col2im_batch go through gather_table: narrow or
+  // strided outputs, on planes whose offsets fit the table's int32.
+  static bool gathers(const conv_geometry& g) {
+    return (g.out_w < gather_below_width || g.stride_w != 1) &&
+           g.height * g.width <= std::numeric_limits<std::int32_t>::max();
+  }
 
   // For each kernel offset k = ky*kw + kx and output position q = oy*out_w +
   // ox: the offset iy*W + ix of the input pixel that col row k reads at q
