@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <string>
 
 #include <unistd.h>
@@ -370,6 +371,40 @@ TEST_CASE("class_max: the maximum over each class's prototypes, its gradcheck, a
   check_grad([](const vars& v) { return proto::detail::class_max(v[0], 3); }, {s});
   CHECK_THROWS_WITH_AS(proto::detail::class_max(a, 5), doctest::Contains("class_max: scores must be (N, C * M) with M = 5"),
                        shape_error);
+}
+
+TEST_CASE("max_pool2d: NaN wins, ties go to the first tap, overlapping windows add their gradients") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> vals{1, 5, 5, 0, 2, nan, 3, 3, 7, 7, -1, -2, 0, 6, 4, 4};
+  const std::vector<float> gy{1, 2, 3, 4};
+  auto run = [&](const nn::max_pool2d_params& p, std::vector<float>& y, std::vector<float>& gx) {
+    const variable<float> x(tensor<float>::from_vector(vals, {1, 1, 4, 4}), true);
+    auto out = nn::functional::max_pool2d(x, p);
+    REQUIRE(out.shape() == shape{1, 1, 2, 2});
+    y = out.value().to_vector();
+    sum(out * variable<float>(tensor<float>::from_vector(gy, {1, 1, 2, 2}))).backward();
+    gx = x.grad().to_vector();
+  };
+  std::vector<float> y, gx;
+  // 2x2 windows, stride 2: NaN at 5; 5 at 2 and 7 at 8 and 4 at 14 are the first of ties.
+  run({.kernel_size = 2, .stride = 2}, y, gx);
+  CHECK(std::isnan(y[0]));
+  CHECK(y[1] == 5.0f);
+  CHECK(y[2] == 7.0f);
+  CHECK(y[3] == 4.0f);
+  std::vector<float> want(16, 0.0f);
+  want[5] = 1;
+  want[2] = 2;
+  want[8] = 3;
+  want[14] = 4;
+  CHECK(gx == want);
+  // 3x3 windows, stride 2, padding 1: every window holds the NaN, so all
+  // four gradients land on it.
+  run({.kernel_size = 3, .stride = 2, .padding = 1}, y, gx);
+  for (float v : y) CHECK(std::isnan(v));
+  std::fill(want.begin(), want.end(), 0.0f);
+  want[5] = 10;
+  CHECK(gx == want);
 }
 
 TEST_CASE("gradcheck: resize, max pooling, dropout masks") {

@@ -2,6 +2,7 @@
 /// \file copy.hpp
 /// cpu permutation and strided block copies.
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -38,7 +39,9 @@ struct copy<cpu> {
       }
       T* po = out + row * inner;
       const T* pi = in + off;
-      for (std::int64_t i = 0; i < inner; ++i) po[i] = pi[i * s_inner];
+      if (s_inner == 1) std::copy(pi, pi + inner, po);  // contiguous runs (e.g. swapping leading axes)
+      else
+        for (std::int64_t i = 0; i < inner; ++i) po[i] = pi[i * s_inner];
     }
   }
 
