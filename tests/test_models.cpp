@@ -260,6 +260,32 @@ TEST_CASE("ResNet: deep stem names, output stride by dilation; FCN head") {
   CHECK(fcn.forward(m16.forward(x)).shape() == shape{1, 3, 2, 2});
 }
 
+TEST_CASE("ResNet: zero_init_residual starts every block as the identity") {
+  auto all_equal = [](const tensor<float>& t, float v) {
+    const auto h = t.to_vector();
+    return std::all_of(h.begin(), h.end(), [&](float e) { return e == v; });
+  };
+  for (const char* name : {"resnet18", "resnet50"}) {
+    CAPTURE(name);
+    auto o = models::resnet_config(name);
+    o.depths = {2, 1, 1, 1};
+    const bool bottleneck = o.bottleneck;
+    models::resnet<float> plain(o);
+    o.zero_init_residual = true;
+    models::resnet<float> m(o);
+    for (int s = 0; s < 4; ++s)
+      for (auto& b : m.blocks[s]) {
+        CHECK(all_equal((bottleneck ? b->bn3 : b->bn2)->weight.value(), 0.0f));
+        CHECK(all_equal(b->bn1->weight.value(), 1.0f));
+      }
+    CHECK(all_equal((bottleneck ? plain.blocks[0][1]->bn3 : plain.blocks[0][1]->bn2)->weight.value(), 1.0f));
+    // A block without a downsample then passes its (non-negative) input through.
+    auto x = relu(variable<float>(cast<float>(rnd({2, bottleneck ? 256 : 64, 8, 8}, 3))));
+    CHECK(max_abs_diff(m.blocks[0][1]->forward(x).value(), x.value()) == 0.0);
+    CHECK(max_abs_diff(plain.blocks[0][1]->forward(x).value(), x.value()) > 0.0);
+  }
+}
+
 TEST_CASE_TEMPLATE("parity: one ProtoSeg training step (head, Gumbel off)", T, float, double) {
   const auto f = fixture("proto_step");
   proto::prototype_head<T> head(step_head_options(f));

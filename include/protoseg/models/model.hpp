@@ -51,6 +51,8 @@ struct model_options {
   /// ResNet: the V1c deep stem, and the output stride (8, 16 or 32).
   bool deep_stem = false;
   std::int64_t output_stride = 8;
+  /// ResNet: start every residual block as the identity (resnet_options).
+  bool zero_init_residual = false;
   std::int64_t in_channels = 3;
   /// Prototype head settings (in_channels and num_classes are filled in).
   proto::prototype_head_options proto{};
@@ -98,6 +100,7 @@ class segmentation_model : public nn::module<T, P> {
       ro.in_channels = o.in_channels;
       ro.deep_stem = o.deep_stem;
       ro.output_stride = o.output_stride;
+      ro.zero_init_residual = o.zero_init_residual;
       ro.seed = o.seed;
       res = std::make_shared<resnet<T, P>>(ro);
       backbone = this->register_module("backbone", std::shared_ptr<nn::module<T, P>>(res));

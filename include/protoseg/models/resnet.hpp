@@ -45,6 +45,11 @@ struct resnet_options {
   /// Re-initialise as torchvision (kaiming normal); false keeps the layers'
   /// PyTorch defaults (cheaper when pretrained weights are loaded next).
   bool init_weights = true;
+  /// With init_weights, start the last batch norm of every residual block
+  /// (bn2 of a basic block, bn3 of a bottleneck) at weight 0, so that each
+  /// block begins as the identity (mmsegmentation's ResNet default;
+  /// torchvision's is off).
+  bool zero_init_residual = false;
 };
 
 /// The configuration of "resnet18", "resnet34", "resnet50", "resnet101"
@@ -179,6 +184,12 @@ class resnet : public nn::module<T, P> {
       for (auto& e : w) e = static_cast<T>(sd * gen.normal());
       val.copy_(tensor<T, P>::from_vector(w, val.shape()));
     }
+    if (o.init_weights && o.zero_init_residual)
+      for (auto& stage : blocks)
+        for (auto& b : stage) {
+          auto& last = o.bottleneck ? b->bn3 : b->bn2;
+          last->weight.mutable_value().copy_(zeros<T, P>(last->weight.shape()));
+        }
   }
   std::string type_name() const override { return "ResNet"; }
   const resnet_options& options() const noexcept { return opt_; }
