@@ -260,6 +260,26 @@ TEST_CASE("ResNet: deep stem names, output stride by dilation; FCN head") {
   CHECK(fcn.forward(m16.forward(x)).shape() == shape{1, 3, 2, 2});
 }
 
+TEST_CASE("ResNet: base_width thins every stage, names unchanged") {
+  auto o = models::resnet_config("resnet18");
+  o.stem_channels = o.base_width = 32;
+  o.init_weights = false;
+  models::resnet<float> m(o);
+  // 3*32*49 + 2*32 for the stem, then per basic block 9 in p + 9 p^2 + 4 p
+  // (plus in p + 2 p with a downsample): a quarter of ResNet-18's 11,176,512, nearly.
+  CHECK(m.num_parameters() == 2798880);
+  CHECK(m.out_channels() == std::array<std::int64_t, 4>{32, 64, 128, 256});
+  auto st = m.state_dict();
+  CHECK(st.at("conv1.weight").dims == std::vector<std::int64_t>{32, 3, 7, 7});
+  CHECK(st.at("layer4.1.conv2.weight").dims == std::vector<std::int64_t>{256, 256, 3, 3});
+  CHECK(st.at("layer2.0.downsample.0.weight").dims == std::vector<std::int64_t>{64, 32, 1, 1});
+  m.eval();
+  auto outs = m.forward(variable<float>(cast<float>(rnd({1, 3, 32, 32}, 5))));
+  CHECK(outs[3].shape() == shape{1, 256, 1, 1});
+  o.base_width = 0;
+  CHECK_THROWS_WITH_AS(models::resnet<float>{o}, doctest::Contains("base_width"), value_error);
+}
+
 TEST_CASE("ResNet: zero_init_residual starts every block as the identity") {
   auto all_equal = [](const tensor<float>& t, float v) {
     const auto h = t.to_vector();

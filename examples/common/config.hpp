@@ -50,6 +50,7 @@ struct train_config {
   std::int64_t decoder_dim = 128;
   std::int64_t output_stride = 32;
   bool zero_init_residual = false;
+  std::int64_t resnet_width = 64;
   std::int64_t prototypes = 10;
   double gamma = 0.999;
   double ppc_weight = 0.01;
@@ -358,6 +359,8 @@ inline void add_model_options(option_table& t, train_config& c) {
   t.add_int("output-stride", &c.output_stride, "ResNet output stride: 8, 16 or 32", std::int64_t{8});
   t.add_bool("zero-init-residual", &c.zero_init_residual,
              "ResNet: start each residual block's last batch norm at weight 0 (on/off)");
+  t.add_int("resnet-width", &c.resnet_width,
+            "ResNet: stem channels and first-stage planes (64 standard; stage s has width << s)", std::int64_t{1});
   t.add_int("prototypes", &c.prototypes, "prototypes per class M", std::int64_t{1});
   t.add_double("gamma", &c.gamma, "prototype momentum", 0.0);
   t.add_double("ppc-weight", &c.ppc_weight, "weight of the pixel-prototype contrastive loss", 0.0);

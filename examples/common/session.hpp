@@ -103,6 +103,7 @@ inline models::model_options model_options_of(const train_config& c, std::int64_
   o.decoder_dim = c.decoder_dim;
   o.output_stride = c.output_stride;
   o.zero_init_residual = c.zero_init_residual;
+  o.resnet_width = c.resnet_width;
   o.drop_path_rate = c.drop_path;
   o.proto.num_prototypes = c.prototypes;
   o.proto.gamma = c.gamma;

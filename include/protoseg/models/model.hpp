@@ -53,6 +53,9 @@ struct model_options {
   std::int64_t output_stride = 8;
   /// ResNet: start every residual block as the identity (resnet_options).
   bool zero_init_residual = false;
+  /// ResNet: stem channels and first-stage planes (0: the standard 64;
+  /// resnet_options::base_width).
+  std::int64_t resnet_width = 0;
   std::int64_t in_channels = 3;
   /// Prototype head settings (in_channels and num_classes are filled in).
   proto::prototype_head_options proto{};
@@ -101,6 +104,7 @@ class segmentation_model : public nn::module<T, P> {
       ro.deep_stem = o.deep_stem;
       ro.output_stride = o.output_stride;
       ro.zero_init_residual = o.zero_init_residual;
+      if (o.resnet_width > 0) ro.stem_channels = ro.base_width = o.resnet_width;
       ro.seed = o.seed;
       res = std::make_shared<resnet<T, P>>(ro);
       backbone = this->register_module("backbone", std::shared_ptr<nn::module<T, P>>(res));

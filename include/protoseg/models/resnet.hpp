@@ -41,6 +41,10 @@ struct resnet_options {
   std::int64_t in_channels = 3;
   /// Channels of the stem (64).
   std::int64_t stem_channels = 64;
+  /// Planes of the first stage (64); stage s has base_width << s (times 4
+  /// out of a bottleneck). Smaller values give a thinner network with the
+  /// same depth and names, for small images.
+  std::int64_t base_width = 64;
   std::uint64_t seed = 0;
   /// Re-initialise as torchvision (kaiming normal); false keeps the layers'
   /// PyTorch defaults (cheaper when pretrained weights are loaded next).
@@ -136,6 +140,7 @@ class resnet : public nn::module<T, P> {
     const char* who = "resnet";
     nn::detail_init::require_positive(o.in_channels, who, "in_channels");
     nn::detail_init::require_positive(o.stem_channels, who, "stem_channels");
+    nn::detail_init::require_positive(o.base_width, who, "base_width");
     for (auto d : o.depths) nn::detail_init::require_positive(d, who, "depths");
     std::array<std::int64_t, 4> strides{1, 2, 2, 2}, dilations{1, 1, 1, 1};
     if (o.output_stride == 16) strides = {1, 2, 2, 1}, dilations = {1, 1, 1, 2};
@@ -166,7 +171,7 @@ class resnet : public nn::module<T, P> {
     }
     std::int64_t in = sc;
     for (int s = 0; s < 4; ++s) {
-      const std::int64_t planes = 64 << s;
+      const std::int64_t planes = o.base_width << s;
       layers[s] = this->register_module("layer" + std::to_string(s + 1), std::make_shared<module_list<T, P>>());
       for (std::int64_t j = 0; j < o.depths[s]; ++j) {
         blocks[s].push_back(layers[s]->push_back(std::make_shared<resnet_block<T, P>>(
