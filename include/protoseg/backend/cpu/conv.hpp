@@ -30,8 +30,26 @@ struct conv<cpu> {
   static void im2col_batch(const T* x, T* col, std::int64_t n, const conv_geometry& g) {
     const std::int64_t kk = g.kernel_h * g.kernel_w, L = g.out_h * g.out_w;
     const std::int64_t plane = g.height * g.width, img = g.channels * plane;
+    if (pads(g)) {
+      // Narrow outputs of stride 1 (a ResNet's 3x3 convs on 16x16 ... 2x2
+      // maps): the channel plane is copied into a zero-bordered plane once,
+      // then every output row of every kernel offset is one contiguous copy
+      // of out_w values (a single vector move at widths 16, 8, 4).
+      PROTOSEG_OMP_FOR(n * g.channels * kk * L)
+      for (std::int64_t i = 0; i < g.channels * n; ++i) {
+        const std::int64_t c = i / n, b = i % n;
+        const T* p = padded_plane(x + b * img + c * plane, g);
+        T* out = col + c * kk * n * L + b * L;
+        const std::int64_t wp = g.width + 2 * g.pad_w;
+        for (std::int64_t ky = 0; ky < g.kernel_h; ++ky)
+          for (std::int64_t kx = 0; kx < g.kernel_w; ++kx)
+            copy_rows(p + ky * g.dilation_h * wp + kx * g.dilation_w, wp,
+                      out + (ky * g.kernel_w + kx) * n * L, g.out_w, g.out_h, g.out_w);
+      }
+      return;
+    }
     if (gathers(g)) {
-      // Narrow or strided outputs (a ResNet's 16x16 ... 2x2 maps): rows of 2 to 16
+      // Strided outputs (the 7x7 stem, the first conv of a stage): rows of 2 to 16
       // values make a per-row copy all loop overhead, so each of the kh*kw
       // rows of a channel is one gather through a table of source offsets
       // (-1 where the window reads padding), the same for every channel.
@@ -73,8 +91,28 @@ struct conv<cpu> {
   static void col2im_batch(const T* col, T* x, std::int64_t n, const conv_geometry& g) {
     const std::int64_t L = g.out_h * g.out_w, kk = g.kernel_h * g.kernel_w;
     const std::int64_t plane = g.height * g.width, img = g.channels * plane;
+    if (pads(g)) {
+      // The adjoint of the padded im2col: each kernel offset's rows are added
+      // into a zero-bordered plane, whose inside is then the gradient. Each
+      // pixel receives its terms in kernel-offset order, as in the other
+      // forms, so all give the same sums.
+      PROTOSEG_OMP_FOR(n * img * kk)
+      for (std::int64_t i = 0; i < n * g.channels; ++i) {
+        const std::int64_t b = i / g.channels, c = i % g.channels;
+        const std::int64_t hp = g.height + 2 * g.pad_h, wp = g.width + 2 * g.pad_w;
+        T* p = scratch_plane<T>(hp * wp);
+        std::fill(p, p + hp * wp, T(0));
+        const T* in = col + c * kk * n * L + b * L;
+        for (std::int64_t ky = 0; ky < g.kernel_h; ++ky)
+          for (std::int64_t kx = 0; kx < g.kernel_w; ++kx)
+            add_rows(in + (ky * g.kernel_w + kx) * n * L, g.out_w, p + ky * g.dilation_h * wp + kx * g.dilation_w, wp,
+                     g.out_h, g.out_w);
+        copy_rows(p + g.pad_h * wp + g.pad_w, wp, x + b * img + c * plane, g.width, g.height, g.width);
+      }
+      return;
+    }
     if (gathers(g)) {
-      // Narrow or strided outputs: the adjoint of im2col's gather, a
+      // Strided outputs: the adjoint of im2col's gather, a
       // scatter-add through the same table within one plane (one thread per
       // plane). Each pixel receives its terms in kernel-offset order, as in
       // the row form below, so both give the same sums.
@@ -206,8 +244,79 @@ struct conv<cpu> {
   /// Output widths below which im2col gathers through an offset table.
   static constexpr std::int64_t gather_below_width = 32;
 
-  // Whether im2col_batch / col2im_batch go through gather_table: narrow or
-  // strided outputs, on planes whose offsets fit the table's int32.
+  // Whether im2col_batch / col2im_batch go through a zero-bordered copy of
+  // each plane: narrow outputs of stride 1.
+  static bool pads(const conv_geometry& g) {
+    return g.stride_h == 1 && g.stride_w == 1 && g.out_w < gather_below_width;
+  }
+
+  // A per-thread buffer of at least n values (kept between calls).
+  template <class T>
+  static T* scratch_plane(std::int64_t n) {
+    thread_local std::vector<T> buf;
+    if (static_cast<std::int64_t>(buf.size()) < n) buf.resize(static_cast<std::size_t>(n));
+    return buf.data();
+  }
+
+  // The plane xc (H, W) inside a zero border of pad_h rows and pad_w columns,
+  // in this thread's scratch.
+  template <class T>
+  static const T* padded_plane(const T* xc, const conv_geometry& g) {
+    const std::int64_t hp = g.height + 2 * g.pad_h, wp = g.width + 2 * g.pad_w;
+    T* p = scratch_plane<T>(hp * wp);
+    std::fill(p, p + g.pad_h * wp, T(0));
+    for (std::int64_t y = 0; y < g.height; ++y) {
+      T* r = p + (y + g.pad_h) * wp;
+      std::fill(r, r + g.pad_w, T(0));
+      std::copy(xc + y * g.width, xc + (y + 1) * g.width, r + g.pad_w);
+      std::fill(r + g.pad_w + g.width, r + wp, T(0));
+    }
+    std::fill(p + (g.height + g.pad_h) * wp, p + hp * wp, T(0));
+    return p;
+  }
+
+  // rows rows of w values: dst (ld_dst apart) = src (ld_src apart), or +=.
+  // Widths 16, 8, 4 and 2 get loops of a fixed count (one vector each).
+  template <std::int64_t W, bool Add, class T>
+  static void rows_fixed(const T* src, std::int64_t ld_src, T* dst, std::int64_t ld_dst, std::int64_t rows,
+                         std::int64_t w) {
+    const std::int64_t n = W > 0 ? W : w;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const T* s = src + r * ld_src;
+      T* d = dst + r * ld_dst;
+      for (std::int64_t q = 0; q < n; ++q) {
+        if constexpr (Add) d[q] += s[q];
+        else d[q] = s[q];
+      }
+    }
+  }
+  template <bool Add, class T>
+  static void rows_dispatch(const T* src, std::int64_t ld_src, T* dst, std::int64_t ld_dst, std::int64_t rows,
+                            std::int64_t w) {
+    switch (w) {
+      case 16: rows_fixed<16, Add>(src, ld_src, dst, ld_dst, rows, w); break;
+      case 8: rows_fixed<8, Add>(src, ld_src, dst, ld_dst, rows, w); break;
+      case 4: rows_fixed<4, Add>(src, ld_src, dst, ld_dst, rows, w); break;
+      case 2: rows_fixed<2, Add>(src, ld_src, dst, ld_dst, rows, w); break;
+      default: rows_fixed<0, Add>(src, ld_src, dst, ld_dst, rows, w);
+    }
+  }
+  // rows rows of w values from src (ld_src apart) to dst (ld_dst apart).
+  template <class T>
+  static void copy_rows(const T* src, std::int64_t ld_src, T* dst, std::int64_t ld_dst, std::int64_t rows,
+                        std::int64_t w) {
+    rows_dispatch<false>(src, ld_src, dst, ld_dst, rows, w);
+  }
+  // The same, added into dst.
+  template <class T>
+  static void add_rows(const T* src, std::int64_t ld_src, T* dst, std::int64_t ld_dst, std::int64_t rows,
+                       std::int64_t w) {
+    rows_dispatch<true>(src, ld_src, dst, ld_dst, rows, w);
+  }
+
+  // Whether im2col_batch / col2im_batch go through gather_table: strided
+  // outputs (and narrow ones not taken by pads), on planes whose offsets fit
+  // the table's int32.
   static bool gathers(const conv_geometry& g) {
     return (g.out_w < gather_below_width || g.stride_w != 1) &&
            g.height * g.width <= std::numeric_limits<std::int32_t>::max();
