@@ -419,7 +419,7 @@ TEST_CASE("read_image: PNG and JPEG decode to RGB (grey expanded, alpha dropped)
   CHECK(ps::data::decode_image(png, "mem").to_vector() == rgb.to_vector());
 }
 
-TEST_CASE("read_label_image: single-channel 8- and 16-bit labels; colour and palette files are refused") {
+TEST_CASE("read_label_image: single-channel 8- and 16-bit labels, colour and palette files are refused") {
   temp_dir tmp;
   const auto lab = labels_of(2, 3, {0, 1, 2, 150, 254, 255});
   ps::data::write_png(tmp.path / "l8.png", lab);

@@ -217,7 +217,7 @@ TEST_CASE("parity: parameter counts of MiT-B0..B5 and ResNet-18/34/50/101 equal 
   }
 }
 
-TEST_CASE("ResNet: deep stem names, output stride by dilation; FCN head") {
+TEST_CASE("ResNet: deep stem names, output stride by dilation, FCN head") {
   auto o = models::resnet_config("resnet50");
   o.deep_stem = true;
   o.output_stride = 8;

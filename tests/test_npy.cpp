@@ -86,7 +86,7 @@ TEST_CASE("reads arrays that numpy wrote") {
   CHECK(e.numel() == 0);
 }
 
-TEST_CASE("read_npy_as converts float precision; read_npy demands the exact dtype") {
+TEST_CASE("read_npy_as converts float precision, read_npy demands the exact dtype") {
   const auto a = io::read_npy_as<double>(fixtures + "f4_2x3.npy");
   CHECK(a.to_vector() == std::vector<double>{0, 1.5, -2, 3.25, 4, -5.5});
   const auto b = io::read_npy_as<float>(fixtures + "f8_4.npy");

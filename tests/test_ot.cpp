@@ -218,7 +218,7 @@ TEST_CASE("an in-place solve (out == scores) equals the out-of-place one") {
   CHECK(max_abs_diff(work, ref) == 0.0f);
 }
 
-TEST_CASE_TEMPLATE("segmented solver equals solving each class alone; empty classes allowed", T, float, double) {
+TEST_CASE_TEMPLATE("segmented solver equals solving each class alone, empty classes allowed", T, float, double) {
   const std::int64_t M = 10;
   // Classes 0, 3 and 6 empty; sizes from 1 pixel to a few thousand.
   const std::vector<std::int64_t> offs = {0, 0, 1, 700, 700, 4000, 4013, 4013};
