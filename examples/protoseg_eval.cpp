@@ -70,6 +70,7 @@ int run(int argc, char** argv) {
   extra["dataset"] = ps::io::json_value(c.dataset);
   extra["eval_mode"] = ps::io::json_value(c.eval_mode);
   extra["eval_seconds"] = ps::io::json_value(ev.seconds);
+  ex::report_without_flip(ev, std::cout, extra);
   ex::write_text(dir / "metrics.json", ex::metrics_json(ev.metrics, val->class_names(), extra));
   std::ostringstream csv;
   csv << "label\\prediction";

@@ -342,7 +342,11 @@ int run(int argc, char** argv) {
 
   ex::model_type model(ex::model_options_of(c, C));
   auto opt = make_optimizer(c, model);
-  std::cout << "model  " << c.model << " + " << (model.segformer ? "SegFormer MLP decoder" : "FCN decoder") << " + "
+  std::cout << "model  " << c.model
+            << (c.model.rfind("resnet", 0) == 0 && ex::resnet_width_of(c) != 64
+                    ? " (width " + std::to_string(ex::resnet_width_of(c)) + ")"
+                    : std::string())
+            << " + " << (model.segformer ? "SegFormer MLP decoder" : "FCN decoder") << " + "
             << (c.head == "proto" ? "ProtoSeg head (" + std::to_string(c.prototypes) + " prototypes per class)"
                                   : std::string("softmax head"))
             << ", " << model.num_parameters() << " parameters, " << C << " classes\n";
@@ -461,6 +465,7 @@ int run(int argc, char** argv) {
   extra["model"] = ps::io::json_value(c.model);
   extra["head"] = ps::io::json_value(c.head);
   extra["dataset"] = ps::io::json_value(c.dataset);
+  ex::report_without_flip(ev, std::cout, extra);
   extra["validation_images"] = ps::io::json_value(ev.confusion.total() > 0 ? static_cast<std::int64_t>(
                                                       c.eval_limit > 0 ? std::min(c.eval_limit, val_set->size())
                                                                        : val_set->size())

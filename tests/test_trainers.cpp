@@ -109,7 +109,25 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
 
 }  // namespace
 
-TEST_CASE("protoseg-train on Fashion-MNIST scenes writes metrics, pictures, weights; eval and infer read them") {
+TEST_CASE("--resnet-width 0 is 32 on the Fashion-MNIST scenes, eval rebuilds that width from the weights") {
+  const auto dir = work_dir("width");
+  const std::vector<std::string> small{"--model", "resnet18", "--decoder-dim", "16", "--prototypes", "2",
+                                       "--threads", "1", "--workers", "1", "--scenes-train", "8", "--scenes-val", "2",
+                                       "--iters", "1", "--batch", "2", "--eval-every", "0", "--embedding", "none"};
+  auto r = run(PROTOSEG_TRAIN_EXE, with(small, {"--out", (dir / "auto").string()}));
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK(r.output.find("model  resnet18 (width 32) + ") != std::string::npos);
+  auto e = run(PROTOSEG_EVAL_EXE, {"--checkpoint", (dir / "auto" / "model.safetensors").string(), "--out",
+                                   (dir / "eval").string(), "--threads", "1"});
+  INFO(e.output);
+  CHECK(e.status == 0);
+  r = run(PROTOSEG_TRAIN_EXE, with(small, {"--out", (dir / "std").string(), "--resnet-width", "64"}));
+  REQUIRE(r.status == 0);
+  CHECK(r.output.find("model  resnet18 + ") != std::string::npos);
+}
+
+TEST_CASE("protoseg-train on Fashion-MNIST scenes writes metrics, pictures, weights, eval and infer read them") {
   const auto dir = work_dir("fashion");
   const auto out = dir / "run";
   auto r = run(PROTOSEG_TRAIN_EXE, with(tiny_model, {"--scenes-train", "40", "--scenes-val", "6", "--iters", "4",
@@ -128,6 +146,10 @@ TEST_CASE("protoseg-train on Fashion-MNIST scenes writes metrics, pictures, weig
   const double miou = m.find("mIoU")->as_number();
   CHECK(miou >= 0.0);
   CHECK(miou <= 100.0);
+  // Flip testing is the default: the unflipped figures come along.
+  REQUIRE(m.find("without_flip") != nullptr);
+  CHECK(m.find("without_flip")->find("mIoU") != nullptr);
+  CHECK(r.output.find("without flip: mIoU ") != std::string::npos);
   // Two evaluations: at iteration 2 and at the end.
   CHECK(read_all(out / "val.csv").find("\n2,") != std::string::npos);
   CHECK(read_all(out / "val.csv").find("\n4,") != std::string::npos);

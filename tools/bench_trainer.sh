@@ -19,7 +19,7 @@ for head in proto softmax; do
   (cd "$peers" && "$py" train_torch.py "$head" "$iters" "$threads" resnet18) | tail -2
   echo "== protoseg-train, ResNet-18 + MLP decoder (width 128), $head head, batch 16, $iters iterations"
   "$build/examples/protoseg-train" --head "$head" --iters "$iters" --batch 16 --scenes-train 4000 --threads "$threads" \
-    --workers 1 --eval-every 0 --checkpoint-every 0 --log-every "$iters" --embedding none \
+    --workers 1 --resnet-width 64 --eval-flip off --eval-every 0 --checkpoint-every 0 --log-every "$iters" --embedding none \
     --out "$out/$head" | grep -E "^train $iters/|^trained|^mIoU"
 done
 rm -rf "$out"

@@ -93,6 +93,12 @@ inline std::shared_ptr<const data::segmentation_dataset> open_split(const train_
   return data::open_dataset(c.dataset, c.data_root, train ? c.train_split : c.val_split);
 }
 
+/// The ResNet width a configuration asks for (resolving 0, "auto").
+inline std::int64_t resnet_width_of(const train_config& c) {
+  if (c.resnet_width > 0) return c.resnet_width;
+  return c.dataset == "fashion-scenes" ? 32 : 64;
+}
+
 /// The model options a configuration describes.
 inline models::model_options model_options_of(const train_config& c, std::int64_t num_classes) {
   models::model_options o;
@@ -103,7 +109,7 @@ inline models::model_options model_options_of(const train_config& c, std::int64_
   o.decoder_dim = c.decoder_dim;
   o.output_stride = c.output_stride;
   o.zero_init_residual = c.zero_init_residual;
-  o.resnet_width = c.resnet_width;
+  o.resnet_width = resnet_width_of(c);
   o.drop_path_rate = c.drop_path;
   o.proto.num_prototypes = c.prototypes;
   o.proto.gamma = c.gamma;
@@ -191,12 +197,18 @@ struct evaluation {
   metrics::segmentation_metrics metrics;
   std::vector<viz::prediction_row> examples;  ///< the first few images with their predictions
   double seconds = 0;
+  /// With flip testing on batched images: the same images without the
+  /// flip (single-scale, unflipped), from the same forward passes.
+  bool has_plain = false;
+  metrics::confusion_matrix plain_confusion = metrics::confusion_matrix(1, data::ignore_label);
+  metrics::segmentation_metrics plain_metrics{};
 };
 
 /// Evaluates `m` on `ds` (the first `limit` images, 0 = all) with the
 /// inference options of `c`; keeps `keep_examples` images for pictures.
-/// Whole-image, single-scale, unflipped runs on equal-sized images are
-/// batched.
+/// Whole-image, single-scale runs on equal-sized images are batched (with
+/// flip testing, the flipped batch is a second forward pass, and the
+/// unflipped figures are kept as well, in plain_*).
 inline evaluation evaluate(model_type& m, const data::segmentation_dataset& ds, const train_config& c,
                            std::int64_t keep_examples, bool show_progress) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -204,7 +216,9 @@ inline evaluation evaluate(model_type& m, const data::segmentation_dataset& ds, 
   const std::int64_t n = c.eval_limit > 0 ? std::min(c.eval_limit, ds.size()) : ds.size();
   evaluation ev{metrics::confusion_matrix(C, data::ignore_label), {}, {}, 0};
   const auto io = inference_options_of(c);
-  const bool batched = io.mode == "whole" && io.scales.size() == 1 && io.scales[0] == 1.0 && !io.flip;
+  const bool batched = io.mode == "whole" && io.scales.size() == 1 && io.scales[0] == 1.0;
+  ev.has_plain = batched && io.flip;
+  ev.plain_confusion = metrics::confusion_matrix(C, data::ignore_label);
   const bool was_training = m.is_training();
   m.eval();
   progress_line bar("eval", n, std::max<std::int64_t>(n / 5, 1));
@@ -229,9 +243,9 @@ inline evaluation evaluate(model_type& m, const data::segmentation_dataset& ds, 
       }
       no_grad guard;
       auto logits = m.forward(variable<float>(x)).logits.value();
-      logits = models::detail_infer::resize(logits, H, W, false);
-      const float* q = logits.data();
-      for (std::int64_t k = 0; k < b; ++k) {
+      logits = models::detail_infer::resize(logits, H, W, io.align_corners);
+      // Per image, the argmax over classes of q (b, C, H, W).
+      auto argmax = [&](const float* q, std::int64_t k) {
         tensor<std::int64_t> p({H, W});
         for (std::int64_t j = 0; j < H * W; ++j) {
           std::int64_t best = 0;
@@ -239,7 +253,26 @@ inline evaluation evaluate(model_type& m, const data::segmentation_dataset& ds, 
             if (q[(k * C + cc) * H * W + j] > q[(k * C + best) * H * W + j]) best = cc;
           p.data()[j] = best;
         }
-        preds.push_back(std::move(p));
+        return p;
+      };
+      if (io.flip) {
+        // As models::predict: the mean of the softmax of the image and the
+        // flipped-back softmax of the flipped image.
+        namespace di = models::detail_infer;
+        const auto p0 = softmax(logits, 1);
+        auto lf = m.forward(variable<float>(di::flip_last(x))).logits.value();
+        const auto p1 = di::flip_last(softmax(di::resize(lf, H, W, io.align_corners), 1));
+        const auto mean = (p0 + p1) * 0.5f;
+        for (std::int64_t k = 0; k < b; ++k) {
+          preds.push_back(argmax(mean.data(), k));
+          const auto plain = argmax(logits.data(), k);
+          tensor<std::int64_t> gt({H, W});
+          const auto& lab = chunk[static_cast<std::size_t>(k)].label;
+          for (std::int64_t j = 0; j < H * W; ++j) gt.data()[j] = lab.data()[j];
+          ev.plain_confusion.update(plain.data(), gt.data(), H * W);
+        }
+      } else {
+        for (std::int64_t k = 0; k < b; ++k) preds.push_back(argmax(logits.data(), k));
       }
     } else {
       preds.push_back(models::predict(m, to_input(chunk[0].image), io));
@@ -271,8 +304,23 @@ inline evaluation evaluate(model_type& m, const data::segmentation_dataset& ds, 
   }
   m.train(was_training);
   ev.metrics = ev.confusion.compute();
+  if (ev.has_plain) ev.plain_metrics = ev.plain_confusion.compute();
   ev.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return ev;
+}
+
+/// With flip testing on batched images: prints the figures without the flip
+/// and adds them to a metrics.json object as "without_flip" (percent).
+inline void report_without_flip(const evaluation& ev, std::ostream& os, io::json_value::object& extra) {
+  if (!ev.has_plain) return;
+  const auto& p = ev.plain_metrics;
+  os << std::fixed << std::setprecision(2) << "without flip: mIoU " << 100 * p.miou << "  aAcc " << 100 * p.aacc
+     << "  mAcc " << 100 * p.macc << "  (percent)\n";
+  io::json_value::object o;
+  o["mIoU"] = io::json_value(100 * p.miou);
+  o["aAcc"] = io::json_value(100 * p.aacc);
+  o["mAcc"] = io::json_value(100 * p.macc);
+  extra["without_flip"] = io::json_value(std::move(o));
 }
 
 /// Prints mIoU, aAcc, mAcc and the per-class IoU / accuracy table.
@@ -328,6 +376,8 @@ inline train_config config_from_metadata(const std::map<std::string, std::string
   io::json_value::object keep;
   for (const auto& [k, v] : j.as_object())
     if (t.find(k)) keep[k] = v;
+  // Written before --resnet-width existed: every ResNet had the standard width.
+  if (!j.as_object().count("resnet-width") && !j.as_object().count("resnet_width")) c.resnet_width = 64;
   t.apply_json(io::json_value(keep), "'" + path + "' config");
   return c;
 }
