@@ -15,6 +15,8 @@
 #include <protoseg/cuda.hpp>
 #include <protoseg/protoseg.hpp>
 
+#include "proto_step_bench.hpp"
+
 #include <cstdint>
 
 namespace {
@@ -22,37 +24,9 @@ using namespace protoseg;
 using protoseg::cuda;
 
 void BM_proto_step_gpu(benchmark::State& state) {
-  const std::int64_t C = state.range(0), M = 10, D = 256, N = 2 * 128 * 128;
+  bench::proto_step_case<cuda> pc(state.range(0));
   const bool full = state.range(1) != 0;
-  generator g(0);
-  auto ch = randn<float>({N, D}, g);
-  proto::detail::normalize_rows(ch);
-  auto ph = randn<float>({C, M, D}, g);
-  proto::detail::normalize_rows(ph.reshape({C * M, D}));
-  auto lh = tensor<std::int64_t>::empty({N});
-  for (std::int64_t i = 0; i < N; ++i) lh.data()[i] = static_cast<std::int64_t>(g.below(C));
-  const auto c = ch.to<cuda>();
-  const auto labels = lh.to<cuda>();
-  auto prototypes = ph.to<cuda>();
-  proto::step_options so;
-  so.target_ignore_index = -1;
-  auto step = [&] {
-    if (!full) {
-      auto s = proto::summarize_scores(c, prototypes, labels);
-      auto r = proto::prototype_step(c, s.own, s.class_logits, labels, prototypes, so);
-      auto v = proto::summary_losses(s, r.targets, -1);
-      return static_cast<float>(0.01 * v.ppc + 0.001 * v.ppd);
-    }
-    no_grad guard;
-    const variable<float, cuda> emb(c, false);
-    const variable<float, cuda> protos(prototypes.reshape({C * M, D}).clone(), false);
-    auto scores = matmul(emb, protos, false, true);
-    auto seg = proto::detail::class_max(scores, M);
-    auto r = proto::prototype_step(c, scores.value().reshape({N, C, M}), seg.value(), labels, prototypes, so);
-    auto loss = ppc_loss(scores, r.targets, {.ignore_index = -1}) * 0.01f +
-                ppd_loss(scores, r.targets, {.ignore_index = -1}) * 0.001f;
-    return loss.value().item();
-  };
+  auto step = [&] { return pc.step(full); };
   benchmark::DoNotOptimize(step());
   for (auto _ : state) benchmark::DoNotOptimize(step());
 }

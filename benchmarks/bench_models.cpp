@@ -24,6 +24,8 @@
 
 #include <protoseg/protoseg.hpp>
 
+#include "proto_step_bench.hpp"
+
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -163,38 +165,10 @@ void BM_main_job_step(benchmark::State& state) {
 }
 
 void BM_proto_step(benchmark::State& state) {
-  const std::int64_t C = state.range(0), M = 10, D = 256, N = 2 * 128 * 128;
   set_num_threads(static_cast<int>(state.range(1)));
-  generator g(0);
-  auto c = randn<float>({N, D}, g);
-  proto::detail::normalize_rows(c);
-  auto prototypes = randn<float>({C, M, D}, g);
-  proto::detail::normalize_rows(prototypes.reshape({C * M, D}));
-  auto labels = tensor<std::int64_t>::empty({N});
-  for (std::int64_t i = 0; i < N; ++i) labels.data()[i] = static_cast<std::int64_t>(g.below(C));
-  // Prototype ids reach C * M > 255, so the ignored targets are -1 (as the head does).
-  proto::step_options so;
-  so.target_ignore_index = -1;
+  bench::proto_step_case<cpu> pc(state.range(0));
   const bool full = state.range(2) != 0;
-  auto step = [&] {
-    if (!full) {
-      // The scores summarised block by block (never held whole), as a step
-      // without backward can: the peer's has none either.
-      auto s = proto::summarize_scores(c, prototypes, labels);
-      auto r = proto::prototype_step(c, s.own, s.class_logits, labels, prototypes, so);
-      auto v = proto::summary_losses(s, r.targets, -1);
-      return static_cast<float>(0.01 * v.ppc + 0.001 * v.ppd);
-    }
-    no_grad guard;  // the peer's step has no backward either
-    const variable<float> emb(c, false);
-    const variable<float> protos(prototypes.reshape({C * M, D}).clone(), false);
-    auto scores = matmul(emb, protos, false, true);  // (N, C * M)
-    auto seg = proto::detail::class_max(scores, M);  // class logits (N, C)
-    auto r = proto::prototype_step(c, scores.value().reshape({N, C, M}), seg.value(), labels, prototypes, so);
-    auto loss = ppc_loss(scores, r.targets, {.ignore_index = -1}) * 0.01f +
-                ppd_loss(scores, r.targets, {.ignore_index = -1}) * 0.001f;
-    return loss.value().item();
-  };
+  auto step = [&] { return pc.step(full); };
   benchmark::DoNotOptimize(step());
   for (auto _ : state) benchmark::DoNotOptimize(step());
   state.counters["peak_rss_MB"] = peak_rss_mb();
