@@ -234,7 +234,7 @@ inline evaluation evaluate(model_type& m, const data::segmentation_dataset& ds, 
       }
     const std::int64_t b = static_cast<std::int64_t>(chunk.size());
     const std::int64_t H = chunk[0].image.size(0), W = chunk[0].image.size(1);
-    std::vector<tensor<std::int64_t>> preds;
+    std::vector<tensor<std::int64_t>> preds, plain_preds;  // plain: unflipped, with flip testing only
     if (batched) {
       tensor<float> x({b, 3, H, W});
       for (std::int64_t k = 0; k < b; ++k) {
@@ -265,11 +265,7 @@ inline evaluation evaluate(model_type& m, const data::segmentation_dataset& ds, 
         const auto mean = (p0 + p1) * 0.5f;
         for (std::int64_t k = 0; k < b; ++k) {
           preds.push_back(argmax(mean.data(), k));
-          const auto plain = argmax(logits.data(), k);
-          tensor<std::int64_t> gt({H, W});
-          const auto& lab = chunk[static_cast<std::size_t>(k)].label;
-          for (std::int64_t j = 0; j < H * W; ++j) gt.data()[j] = lab.data()[j];
-          ev.plain_confusion.update(plain.data(), gt.data(), H * W);
+          plain_preds.push_back(argmax(logits.data(), k));
         }
       } else {
         for (std::int64_t k = 0; k < b; ++k) preds.push_back(argmax(logits.data(), k));
@@ -283,6 +279,8 @@ inline evaluation evaluate(model_type& m, const data::segmentation_dataset& ds, 
       tensor<std::int64_t> gt({H, W});
       for (std::int64_t j = 0; j < H * W; ++j) gt.data()[j] = s.label.data()[j];
       ev.confusion.update(p.data(), gt.data(), H * W);
+      if (!plain_preds.empty())
+        ev.plain_confusion.update(plain_preds[static_cast<std::size_t>(k)].data(), gt.data(), H * W);
       if (static_cast<std::int64_t>(ev.examples.size()) < keep_examples) {
         tensor<std::uint8_t> pl({H, W});
         std::int64_t right = 0, counted = 0;
