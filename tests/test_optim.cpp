@@ -198,7 +198,7 @@ TEST_CASE_TEMPLATE("sgd: five steps with groups (momentum + dampening, nesterov)
   }
 }
 
-TEST_CASE("adamw: the tensor-operation path (device policies) agrees with the fused host loop") {
+TEST_CASE("adamw: the tensor-operation reference agrees with the fused cpu primitive") {
   ps::generator gen(3);
   const ps::shape s{5, 7};
   auto rnd = [&] { return ps::randn<float>(s, gen); };

@@ -12,9 +12,7 @@
 #include "protoseg/error.hpp"
 #include "protoseg/fwd.hpp"
 
-#include "protoseg/backend/cpu/all.hpp"
-#include "protoseg/backend/functors.hpp"
-#include "protoseg/backend/policy.hpp"
+#include "protoseg/backend/default.hpp"
 
 #include "protoseg/tensor/creation.hpp"
 #include "protoseg/tensor/math.hpp"
@@ -55,7 +53,6 @@
 #include "protoseg/models/fcn_head.hpp"
 #include "protoseg/models/mit.hpp"
 #include "protoseg/models/model.hpp"
-#include "protoseg/models/module_list.hpp"
 #include "protoseg/models/resnet.hpp"
 #include "protoseg/models/segformer_head.hpp"
 #include "protoseg/proto/head.hpp"

@@ -211,6 +211,27 @@ TEST_CASE("cuda policy: gradients of every differentiable op agree with cpu") {
       {rnd({2, 3}, 24), rnd({1, 3}, 25)});
 }
 
+TEST_CASE("cuda policy: the AdamW update primitive agrees with the cpu one and the tensor-operation reference") {
+  generator gen(3);
+  const shape s{5, 7};
+  auto rnd = [&] { return randn<float>(s, gen); };
+  const backend::adamw_scalars sc{1 - 1e-4, 0.9, 0.1, 0.999, 0.001, std::sqrt(1 - std::pow(0.999, 3)), 1e-8,
+                                  -0.01 / (1 - std::pow(0.9, 3))};
+  for (bool ams : {false, true}) {
+    CAPTURE(ams);
+    auto p = rnd(), g = rnd(), m = rnd() * 0.1f, v = abs(rnd()) * 0.01f, x = v * 1.5f;
+    auto pc = p.to<cuda>(), gc = g.to<cuda>(), mc = m.to<cuda>(), vc = v.to<cuda>(), xc = x.to<cuda>();
+    auto pr = pc.clone(), mr = mc.clone(), vr = vc.clone(), xr = xc.clone();
+    backend::optim<cpu>::adamw(p.data(), g.data(), m.data(), v.data(), ams ? x.data() : nullptr, p.numel(), sc);
+    backend::optim<cuda>::adamw(pc.data(), gc.data(), mc.data(), vc.data(), ams ? xc.data() : nullptr, pc.numel(), sc);
+    optim::optim_detail::adamw_update_tensors(pr, gc, mr, vr, ams ? &xr : nullptr, sc);
+    for (const auto& [got, ref] : {std::pair{pc, p}, std::pair{mc, m}, std::pair{vc, v}, std::pair{xc, x}})
+      CHECK_MESSAGE(agree(got, ref), disagreement(got, ref));
+    for (const auto& [got, ref] : {std::pair{pc, pr}, std::pair{mc, mr}, std::pair{vc, vr}, std::pair{xc, xr}})
+      CHECK_MESSAGE(agree(got, ref), disagreement(got, ref));
+  }
+}
+
 TEST_CASE("cuda policy: Sinkhorn-Knopp, online clustering and the segmented solver agree with cpu") {
   generator g(31);
   auto S = rand<float>({10, 300}, g, -1.f, 1.f);

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "protoseg/autograd/variable.hpp"
-#include "protoseg/ops/arithmetic.hpp"
-#include "protoseg/ops/reduction.hpp"
+#include "protoseg/tensor/creation.hpp"
+#include "protoseg/tensor/math.hpp"
 
 namespace protoseg {
 

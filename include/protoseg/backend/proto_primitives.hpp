@@ -1,20 +1,7 @@
 #pragma once
 /// \file proto_primitives.hpp
-/// Primary template of the prototype-step primitive (grouping pixels by
-/// class, gathering their scores, hard assignment, the momentum update of the
-/// prototypes, PPD). The cpu policy runs that code inline in
-/// protoseg/proto/step.hpp and protoseg/loss/prototype.hpp; device policies
-/// specialise `prototype` in their own folder (`backend/cuda/proto.cuh`).
+/// Deprecated: the prototype primitive are declared with every other primitive in
+/// <protoseg/backend/primitives.hpp>. This header forwards there and will be
+/// removed in the release after 0.1.
 
-#include "protoseg/backend/policy.hpp"
-
-namespace protoseg::backend {
-
-template <class Policy>
-struct prototype {
-  static_assert(::protoseg::detail::always_false<Policy>,
-                "protoseg: primitive 'prototype' has no specialisation for this policy; include the backend header "
-                "(<protoseg/cuda.hpp> for the cuda policy)");
-};
-
-}  // namespace protoseg::backend
+#include "protoseg/backend/primitives.hpp"

@@ -6,8 +6,9 @@
 /// pixel against every prototype and the prototype targets
 /// (class * M + assigned prototype, or the ignore label).
 ///
-/// Both policies: on a device policy (`protoseg::cuda`) the target check and
-/// PPD run on the device (backend::prototype<P>); PPC is cross_entropy.
+/// Any policy: the target check and PPD are backend primitives
+/// (backend::softmax<P>::find_bad_label, backend::prototype<P>::ppd_*);
+/// PPC is cross_entropy.
 
 #include <cmath>
 #include <cstdint>
@@ -15,8 +16,7 @@
 #include <vector>
 
 #include "protoseg/autograd/variable.hpp"
-#include "protoseg/backend/primitives.hpp"
-#include "protoseg/backend/proto_primitives.hpp"
+#include "protoseg/backend/default.hpp"
 #include "protoseg/loss/cross_entropy.hpp"
 #include "protoseg/ops/arithmetic.hpp"
 
@@ -55,11 +55,7 @@ void check_prototype_inputs(const variable<T, P>& logits, const tensor<std::int6
     detail::fail<value_error>(who, ": proto_targets[", n, "] is ", v, ", expected a prototype id in [0, ", K,
                               ") or the ignore index ", ignore_index);
   };
-  if constexpr (std::is_same_v<P, cpu>) {
-    const std::int64_t* t = targets.data();
-    for (std::int64_t n = 0; n < targets.numel(); ++n)
-      if (t[n] != ignore_index && (t[n] < 0 || t[n] >= K)) bad_target(n, t[n]);
-  } else if (targets.numel() > 0) {
+  if (targets.numel() > 0) {
     const std::int64_t bad = backend::softmax<P>::find_bad_label(targets.data(), targets.numel(), K, ignore_index);
     if (bad >= 0) bad_target(bad, targets.narrow0(bad, bad + 1).item());
   }
@@ -82,13 +78,7 @@ struct ppd_fn {
     if (count == 0) return;
     const std::int64_t N = in[0], K = in[1];
     const T scale = g.item() * T(-2) / static_cast<T>(count);
-    if constexpr (std::is_same_v<P, cpu>) {
-      const std::int64_t* t = targets.data();
-      for (std::int64_t n = 0; n < N; ++n)
-        if (t[n] != ignore_index) gx.data()[n * K + t[n]] += scale * (T(1) - picked.data()[n]);
-    } else {
-      backend::prototype<P>::ppd_backward(targets.data(), picked.data(), N, K, ignore_index, scale, gx.data());
-    }
+    backend::prototype<P>::ppd_backward(targets.data(), picked.data(), N, K, ignore_index, scale, gx.data());
   }
 };
 
@@ -124,15 +114,7 @@ variable<T, P> ppd_loss(const variable<T, P>& proto_logits, const tensor<std::in
   const std::int64_t* t = proto_targets.data();
   double acc = 0;
   std::int64_t count = 0;
-  if constexpr (std::is_same_v<P, cpu>) {
-    for (std::int64_t n = 0; n < N; ++n) {
-      if (t[n] == opt.ignore_index) continue;
-      const T s = x[n * K + t[n]];
-      picked.data()[n] = s;
-      acc += double(T(1) - s) * double(T(1) - s);
-      ++count;
-    }
-  } else if (N > 0) {
+  if (N > 0) {
     acc = backend::prototype<P>::ppd_forward(x, t, N, K, opt.ignore_index, picked.data(), &count);
   }
   const T loss = count > 0 ? static_cast<T>(acc / static_cast<double>(count)) : T(0);

@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "protoseg/backend/cpu/parallel.hpp"
+#include "protoseg/backend/parallel.hpp"
 #include "protoseg/error.hpp"
 #include "protoseg/io/json.hpp"
 #include "protoseg/tensor/tensor.hpp"

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "protoseg/models/module_list.hpp"
+#include "protoseg/nn/module_list.hpp"
 #include "protoseg/models/segformer_head.hpp"
 #include "protoseg/nn/conv.hpp"
 #include "protoseg/nn/dropout.hpp"
@@ -48,7 +48,7 @@ class fcn_head : public nn::module<T, P> {
     if (o.num_classes < 0) ::protoseg::detail::fail<value_error>(who, ": num_classes is ", o.num_classes, ", expected >= 0");
     generator gen(o.seed);
     const std::int64_t pad = (o.kernel_size / 2) * o.dilation;
-    convs = this->register_module("convs", std::make_shared<module_list<T, P>>());
+    convs = this->register_module("convs", std::make_shared<nn::module_list<T, P>>());
     for (std::int64_t i = 0; i < o.num_convs; ++i)
       conv_list.push_back(convs->push_back(std::make_shared<conv_bn_relu<T, P>>(
           nn::conv2d_options{.in_channels = i == 0 ? o.in_channels : o.channels, .out_channels = o.channels,
@@ -88,7 +88,7 @@ class fcn_head : public nn::module<T, P> {
   }
   variable_type operator()(const std::vector<variable_type>& f) { return forward(f); }
 
-  std::shared_ptr<module_list<T, P>> convs;
+  std::shared_ptr<nn::module_list<T, P>> convs;
   std::vector<std::shared_ptr<conv_bn_relu<T, P>>> conv_list;
   std::shared_ptr<conv_bn_relu<T, P>> conv_cat;  ///< null without concat_input
   std::shared_ptr<nn::dropout2d<T, P>> dropout;

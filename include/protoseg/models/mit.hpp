@@ -17,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-#include "protoseg/models/module_list.hpp"
+#include "protoseg/nn/module_list.hpp"
 #include "protoseg/nn/attention.hpp"
 #include "protoseg/nn/dropout.hpp"
 #include "protoseg/nn/mix_ffn.hpp"
@@ -140,7 +140,7 @@ class mix_transformer : public nn::module<T, P> {
                                   nn::patch_embed_options{.patch_size = s == 0 ? 7 : 3, .stride = s == 0 ? 4 : 2,
                                                           .in_channels = cin, .embed_dim = d},
                                   gen));
-      blocks[s] = this->register_module("block" + id, std::make_shared<module_list<T, P>>());
+      blocks[s] = this->register_module("block" + id, std::make_shared<nn::module_list<T, P>>());
       for (std::int64_t j = 0; j < o.depths[s]; ++j, ++cur) {
         const double p = total > 1 ? o.drop_path_rate * static_cast<double>(cur) / static_cast<double>(total - 1) : 0.0;
         block_ptrs[s].push_back(blocks[s]->push_back(std::make_shared<mit_block<T, P>>(
@@ -178,7 +178,7 @@ class mix_transformer : public nn::module<T, P> {
   std::vector<variable_type> operator()(const variable_type& x) { return forward(x); }
 
   std::array<std::shared_ptr<nn::overlap_patch_embed<T, P>>, 4> patch_embed;
-  std::array<std::shared_ptr<module_list<T, P>>, 4> blocks;
+  std::array<std::shared_ptr<nn::module_list<T, P>>, 4> blocks;
   std::array<std::vector<std::shared_ptr<mit_block<T, P>>>, 4> block_ptrs;
   std::array<std::shared_ptr<nn::layer_norm<T, P>>, 4> norm;
 

@@ -19,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-#include "protoseg/models/module_list.hpp"
+#include "protoseg/nn/module_list.hpp"
 #include "protoseg/nn/conv.hpp"
 #include "protoseg/nn/norm.hpp"
 #include "protoseg/nn/pool.hpp"
@@ -105,7 +105,7 @@ class resnet_block : public nn::module<T, P> {
       bn2 = bn("bn2", planes);
     }
     if (stride != 1 || in != out) {
-      downsample = this->register_module("downsample", std::make_shared<module_list<T, P>>());
+      downsample = this->register_module("downsample", std::make_shared<nn::module_list<T, P>>());
       down_conv = downsample->push_back(std::make_shared<nn::conv2d<T, P>>(
           nn::conv2d_options{.in_channels = in, .out_channels = out, .kernel_size = 1, .stride = stride, .bias = false},
           gen));
@@ -123,7 +123,7 @@ class resnet_block : public nn::module<T, P> {
 
   std::shared_ptr<nn::conv2d<T, P>> conv1, conv2, conv3, down_conv;
   std::shared_ptr<nn::batch_norm2d<T, P>> bn1, bn2, bn3, down_bn;
-  std::shared_ptr<module_list<T, P>> downsample;
+  std::shared_ptr<nn::module_list<T, P>> downsample;
 
  private:
   bool bottleneck_;
@@ -157,13 +157,13 @@ class resnet : public nn::module<T, P> {
     auto bn = [](std::int64_t c) { return std::make_shared<nn::batch_norm2d<T, P>>(nn::batch_norm_options{c}); };
     const std::int64_t sc = o.stem_channels;
     if (o.deep_stem) {
-      stem = this->register_module("stem", std::make_shared<module_list<T, P>>());
+      stem = this->register_module("stem", std::make_shared<nn::module_list<T, P>>());
       const std::int64_t half = sc / 2;
       const std::array<std::int64_t, 4> ch{o.in_channels, half, half, sc};
       for (int i = 0; i < 3; ++i) {
         stem_convs.push_back(stem->push_back(conv(ch[i], ch[i + 1], 3, i == 0 ? 2 : 1)));
         stem_bns.push_back(stem->push_back(bn(ch[i + 1])));
-        stem->push_back(std::make_shared<module_list<T, P>>());  // the ReLU's slot (no parameters)
+        stem->push_back(std::make_shared<nn::module_list<T, P>>());  // the ReLU's slot (no parameters)
       }
     } else {
       stem_convs.push_back(this->register_module("conv1", conv(o.in_channels, sc, 7, 2)));
@@ -172,7 +172,7 @@ class resnet : public nn::module<T, P> {
     std::int64_t in = sc;
     for (int s = 0; s < 4; ++s) {
       const std::int64_t planes = o.base_width << s;
-      layers[s] = this->register_module("layer" + std::to_string(s + 1), std::make_shared<module_list<T, P>>());
+      layers[s] = this->register_module("layer" + std::to_string(s + 1), std::make_shared<nn::module_list<T, P>>());
       for (std::int64_t j = 0; j < o.depths[s]; ++j) {
         blocks[s].push_back(layers[s]->push_back(std::make_shared<resnet_block<T, P>>(
             o.bottleneck, in, planes, j == 0 ? strides[s] : 1, dilations[s], gen)));
@@ -219,10 +219,10 @@ class resnet : public nn::module<T, P> {
   }
   std::vector<variable_type> operator()(const variable_type& x) const { return forward(x); }
 
-  std::shared_ptr<module_list<T, P>> stem;  ///< null without the deep stem
+  std::shared_ptr<nn::module_list<T, P>> stem;  ///< null without the deep stem
   std::vector<std::shared_ptr<nn::conv2d<T, P>>> stem_convs;
   std::vector<std::shared_ptr<nn::batch_norm2d<T, P>>> stem_bns;
-  std::array<std::shared_ptr<module_list<T, P>>, 4> layers;
+  std::array<std::shared_ptr<nn::module_list<T, P>>, 4> layers;
   std::array<std::vector<std::shared_ptr<resnet_block<T, P>>>, 4> blocks;
 
  private:

@@ -9,6 +9,7 @@
 #include "protoseg/nn/linear.hpp"
 #include "protoseg/nn/mix_ffn.hpp"
 #include "protoseg/nn/module.hpp"
+#include "protoseg/nn/module_list.hpp"
 #include "protoseg/nn/norm.hpp"
 #include "protoseg/nn/patch_embed.hpp"
 #include "protoseg/nn/pool.hpp"

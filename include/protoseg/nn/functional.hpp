@@ -15,8 +15,7 @@
 #include <vector>
 
 #include "protoseg/autograd/variable.hpp"
-#include "protoseg/backend/cpu/nn.hpp"
-#include "protoseg/backend/nn_primitives.hpp"
+#include "protoseg/backend/default.hpp"
 #include "protoseg/loss/cross_entropy.hpp"
 #include "protoseg/ops/arithmetic.hpp"
 #include "protoseg/ops/layout.hpp"

@@ -15,8 +15,7 @@
 #include <vector>
 
 #include "protoseg/autograd/variable.hpp"
-#include "protoseg/backend/cpu/eigen.hpp"
-#include "protoseg/backend/cpu/parallel.hpp"
+#include "protoseg/backend/default.hpp"
 #include "protoseg/error.hpp"
 #include "protoseg/optim/param_group.hpp"
 #include "protoseg/tensor/math.hpp"
@@ -36,15 +35,8 @@ struct adamw_options {
 
 namespace optim_detail {
 
-/// Scalars of one AdamW update of one parameter, computed in double as
-/// PyTorch computes them in Python.
-struct adamw_scalars {
-  double decay;      // 1 - lr * wd
-  double beta1, one_minus_beta1, beta2, one_minus_beta2;
-  double bc2_sqrt;   // sqrt(1 - beta2^step)
-  double eps;
-  double neg_step_size;  // -lr / (1 - beta1^step)
-};
+/// Scalars of one AdamW update (declared with the backend primitive).
+using adamw_scalars = ::protoseg::backend::adamw_scalars;
 
 /// The update with tensor operations (any policy): the same operations, in
 /// the same order and precision, as the fused host loop.
@@ -59,32 +51,11 @@ void adamw_update_tensors(tensor<T, P>& p, const tensor<T, P>& g, tensor<T, P>& 
   p.copy_(p + m * static_cast<T>(s.neg_step_size) / denom);
 }
 
-/// The update as one pass over memory (host policies).
+/// The update as one pass over memory on the cpu policy (the `optim`
+/// primitive; kept under this name for code that calls it directly).
 template <class T>
 void adamw_update_host(T* p, const T* g, T* m, T* v, T* vmax, std::int64_t n, const adamw_scalars& s) {
-  const T decay = static_cast<T>(s.decay), b1 = static_cast<T>(s.beta1), c1 = static_cast<T>(s.one_minus_beta1);
-  const T b2 = static_cast<T>(s.beta2), c2 = static_cast<T>(s.one_minus_beta2);
-  const T bc2 = static_cast<T>(s.bc2_sqrt), eps = static_cast<T>(s.eps), ns = static_cast<T>(s.neg_step_size);
-  // Eigen's vectorised arithmetic and sqrt on chunks that stay in L1 (a
-  // scalar loop does not vectorise: std::sqrt may set errno).
-  using array = Eigen::Array<T, Eigen::Dynamic, 1>;
-  constexpr std::int64_t chunk = 2048;
-  const std::int64_t chunks = (n + chunk - 1) / chunk;
-  PROTOSEG_OMP_FOR(n)
-  for (std::int64_t c = 0; c < chunks; ++c) {
-    const std::int64_t i0 = c * chunk, len = std::min(chunk, n - i0);
-    const Eigen::Map<const array> gi(g + i0, len);
-    Eigen::Map<array> mi(m + i0, len), vi(v + i0, len), pi(p + i0, len);
-    mi = mi * b1 + gi * c1;
-    vi = vi * b2 + gi * c2 * gi;
-    if (vmax) {
-      Eigen::Map<array> xi(vmax + i0, len);
-      xi = xi.max(vi);
-      pi = pi * decay + mi * ns / (xi.sqrt() / bc2 + eps);
-    } else {
-      pi = pi * decay + mi * ns / (vi.sqrt() / bc2 + eps);
-    }
-  }
+  ::protoseg::backend::optim<cpu>::adamw(p, g, m, v, vmax, n, s);
 }
 
 }  // namespace optim_detail
@@ -148,12 +119,8 @@ class adamw {
       s.eps = opt_.eps;
       s.neg_step_size = -(lr / (1 - std::pow(opt_.beta1, static_cast<double>(t))));
       tensor<T, Policy>* vmax = opt_.amsgrad ? &max_exp_avg_sq_[i] : nullptr;
-      if constexpr (host_accessible_v<Policy>) {
-        optim_detail::adamw_update_host(p.mutable_value().data(), g.data(), exp_avg_[i].data(), exp_avg_sq_[i].data(),
-                                  vmax ? vmax->data() : nullptr, p.numel(), s);
-      } else {
-        optim_detail::adamw_update_tensors(p.mutable_value(), g, exp_avg_[i], exp_avg_sq_[i], vmax, s);
-      }
+      backend::optim<Policy>::adamw(p.mutable_value().data(), g.data(), exp_avg_[i].data(), exp_avg_sq_[i].data(),
+                                    vmax ? vmax->data() : nullptr, p.numel(), s);
     }
   }
 

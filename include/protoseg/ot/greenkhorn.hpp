@@ -13,6 +13,7 @@
 #include <limits>
 #include <vector>
 
+#include "protoseg/backend/host_math.hpp"
 #include "protoseg/ot/common.hpp"
 
 namespace protoseg::ot {
@@ -77,7 +78,7 @@ sinkhorn_result<T> greenkhorn(const tensor<T>& scores, const sinkhorn_options& o
   const T inv_kappa = T(1.0 / o.kappa);
   double total = 0;
   for (std::int64_t k = 0; k < K * N; ++k) {
-    E[k] = detail::fast_exp((S[k] - smax) * inv_kappa);
+    E[k] = backend::fast_exp((S[k] - smax) * inv_kappa);
     total += E[k];
   }
   const std::size_t ks = static_cast<std::size_t>(K), ns = static_cast<std::size_t>(N);

@@ -3,18 +3,18 @@
 /// Sinkhorn-Knopp online clustering (supplementary Algorithm 1, Eq. 9):
 /// `sinkhorn_knopp` on a K x N score matrix, `online_clustering` on
 /// prototypes and embeddings, in the plain form of Algorithm 1 or in the log
-/// domain, with an optional stopping tolerance.
+/// domain, with an optional stopping tolerance, on any policy.
 ///
-/// The plain solver never materialises the intermediate L of Algorithm 1:
-/// it keeps L = diag(u) exp(S / kappa) diag(v) as two scaling vectors over
-/// E = exp(S / kappa) (stored in the output), so one iteration is one fused
-/// pass over memory (the column normalisation of round t and the row sums of
-/// round t + 1 share it). The global `L /= sum(L)` of Algorithm 1 only rescales
-/// L and cancels in the first row normalisation; it is not repeated.
+/// A backend that has a fused dense kernel (`backend::sinkhorn<P>::dense`;
+/// the cpu one does one pass over memory per round, see
+/// backend/cpu/sinkhorn.hpp) runs it; any other policy runs Algorithm 1 as a
+/// composition of tensor operations (each a backend primitive), written once
+/// here, the reference every fused kernel is tested against.
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "protoseg/ot/common.hpp"
@@ -24,321 +24,6 @@ namespace protoseg::ot {
 
 namespace detail {
 
-/// Columns per block of the fused passes (a K x block tile stays in L1).
-inline constexpr std::int64_t column_block = 256;
-
-/// Splits [0, n) evenly over a team; thread `t` of `nt` gets [begin, end).
-inline void team_range(std::int64_t n, int t, int nt, std::int64_t& begin, std::int64_t& end) {
-  begin = n * t / nt;
-  end = n * (t + 1) / nt;
-}
-
-inline int team_threads(std::int64_t work) {
-  const int nt = protoseg::num_threads();
-  return work > backend::cpu_detail::parallel_grain ? nt : 1;
-}
-
-/// Buffers of the dense kernels, sized once by the caller (the segmented
-/// solver keeps one per thread and reuses it for every class).
-template <class T>
-struct dense_workspace {
-  std::vector<T> partial, u, rows, flags, a, m, lse, b;
-  void prepare(std::int64_t K, std::int64_t N, int threads, bool log_domain) {
-    const std::size_t ks = static_cast<std::size_t>(K), ts = static_cast<std::size_t>(threads);
-    partial.resize(2 * ts * ks);  // double-buffered per-thread partial sums
-    u.resize(ts * ks);
-    rows.resize(ts * ks);
-    flags.resize(2 * ts);
-    if (log_domain) {
-      a.resize(ks);
-      m.resize(ks);
-      lse.resize(ks);
-      b.resize(static_cast<std::size_t>(N));
-    }
-  }
-};
-
-/// Plain-domain Algorithm 1 on scores S (K x N, row-major) into Q (which
-/// may be S). Each thread owns a range of columns; the K row sums are
-/// reduced through double-buffered per-thread partials, and every thread
-/// merges them itself in the same order, so a round costs one barrier.
-template <class T>
-status dense_plain(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkhorn_options& o, int threads,
-                   dense_workspace<T>& ws, int& iters_used, double& err_out) {
-  const T inv_kappa = T(1.0 / o.kappa);
-  const T row_target = T(double(N) / double(K));  // row sums once columns sum to 1
-  const std::size_t ks = static_cast<std::size_t>(K), ts = static_cast<std::size_t>(threads);
-  status st_out = status::ok;
-  int used_out = 0;
-  double err_result = 0;
-  auto body = [&](const int tid, const int nt) {
-    std::int64_t j0, j1;
-    team_range(N, tid, nt, j0, j1);
-    T* u = ws.u.data() + static_cast<std::size_t>(tid) * ks;       // this thread's copy
-    T* rows = ws.rows.data() + static_cast<std::size_t>(tid) * ks;  // merged row sums
-    auto partial = [&](int buf, int t) { return ws.partial.data() + (static_cast<std::size_t>(buf) * ts + static_cast<std::size_t>(t)) * ks; };
-    auto flag = [&](int buf, int t) -> T& { return ws.flags[static_cast<std::size_t>(buf) * ts + static_cast<std::size_t>(t)]; };
-    int buf = 0;
-    // Pass 0: E = exp(S / kappa) and its row sums (v = 1).
-    {
-      T* my = partial(buf, tid);
-      for (std::int64_t i = 0; i < K; ++i) {
-        const T* s = S + i * N + j0;
-        T* q = Q + i * N + j0;
-        // x * 0 is NaN iff the score is NaN or infinite, so the row sum is
-        // NaN for a non-finite score and +inf only for an overflow of exp.
-        my[i] = lane_sum<T>(j1 - j0, [&](std::int64_t j) {
-          const T x = s[j];  // read before the write: q may alias s (in-place solve)
-          const T e = fast_exp(x * inv_kappa);
-          q[j] = e;
-          return e + x * T(0);
-        });
-      }
-    }
-    if (nt > 1) team_barrier();
-    status st = status::ok;
-    for (std::int64_t i = 0; i < K && st == status::ok; ++i) {
-      T r = 0;
-      for (int t = 0; t < nt; ++t) r += partial(buf, t)[i];
-      if (std::isnan(r)) st = status::non_finite_scores;
-      else if (!(r > 0) || !std::isfinite(r)) st = status::out_of_range;
-      else u[i] = row_target / r;
-    }
-    // One fused pass: column sums c_j = sum_i E_ij u_i, then either the row
-    // sums sum_j E_ij / c_j of the column-normalised matrix (the next row
-    // step) or, when `write`, the output Q_ij = E_ij u_i / c_j and its row sums.
-    auto pass = [&](bool write) {
-      buf ^= 1;
-      T* my = partial(buf, tid);
-      T c[column_block];
-      for (std::int64_t i = 0; i < K; ++i) my[i] = 0;
-      T chk = 0;
-      for (std::int64_t jb = j0; jb < j1; jb += column_block) {
-        const std::int64_t nb = std::min(column_block, j1 - jb);
-        for (std::int64_t j = 0; j < nb; ++j) c[j] = 0;
-        for (std::int64_t i = 0; i < K; ++i) {
-          const T* q = Q + i * N + jb;
-          const T ui = u[i];
-          PROTOSEG_OT_SIMD
-          for (std::int64_t j = 0; j < nb; ++j) c[j] += q[j] * ui;
-        }
-        chk += lane_sum<T>(nb, [&](std::int64_t j) {
-          const T w = T(1) / c[j];
-          const T bad = c[j] * T(0) + w * T(0);  // NaN iff c is 0, infinite or NaN
-          c[j] = w;
-          return bad;
-        });
-        for (std::int64_t i = 0; i < K; ++i) {
-          T* q = Q + i * N + jb;
-          if (write) {
-            const T ui = u[i];
-            my[i] += lane_sum<T>(nb, [&](std::int64_t j) {
-              const T x = q[j] * ui * c[j];
-              q[j] = x;
-              return x;
-            });
-          } else {
-            my[i] += lane_sum<T>(nb, [&](std::int64_t j) { return q[j] * c[j]; });
-          }
-        }
-      }
-      flag(buf, tid) = chk;
-      if (nt > 1) team_barrier();
-    };
-    // Every thread merges the partials in the same fixed order: identical
-    // decisions everywhere, and results independent of the schedule beyond
-    // the split of the sums.
-    auto merge = [&](bool write, double& e) {
-      for (int t = 0; t < nt; ++t)
-        if (std::isnan(flag(buf, t))) st = status::out_of_range;
-      e = 0;
-      for (std::int64_t i = 0; i < K; ++i) {
-        T r = 0;
-        for (int t = 0; t < nt; ++t) r += partial(buf, t)[i];
-        const T row = write ? r : u[i] * r;
-        e = std::max(e, std::abs(double(row) / double(row_target) - 1.0));
-        if (!write && (!(r > 0) || !std::isfinite(r))) st = status::out_of_range;
-        rows[i] = r;
-      }
-    };
-    int used = 0;
-    double err = 0;
-    for (int round = 1; round <= o.iterations && st == status::ok; ++round) {
-      const bool fused_final = o.tolerance <= 0 && round == o.iterations;
-      pass(fused_final);
-      merge(fused_final, err);
-      used = round;
-      if (fused_final || st != status::ok) break;
-      if ((o.tolerance > 0 && err <= o.tolerance) || round == o.iterations) {
-        pass(true);  // stop: write Q with the current u
-        merge(true, err);
-        break;
-      }
-      for (std::int64_t i = 0; i < K; ++i) u[i] = row_target / rows[i];
-    }
-    if (tid == 0) {
-      st_out = st;
-      used_out = used;
-      err_result = err;
-    }
-  };
-  if (threads > 1) {
-    PROTOSEG_OT_PARALLEL(true, threads)
-    body(team_rank(), team_size());
-  } else {
-    body(0, 1);
-  }
-  iters_used = used_out;
-  err_out = err_result;
-  return st_out;
-}
-
-/// Log-domain Algorithm 1: keeps log Q = S / kappa + a_i + b_j with the row
-/// and column steps done by log-sum-exp, so nothing overflows. F = S / kappa
-/// is kept in Q until the final write.
-template <class T>
-status dense_log(const T* S, T* Q, std::int64_t K, std::int64_t N, const sinkhorn_options& o, int threads,
-                 dense_workspace<T>& ws, int& iters_used, double& err_out) {
-  const T inv_kappa = T(1.0 / o.kappa);
-  const T log_row_target = T(std::log(double(N) / double(K)));
-  const std::size_t ks = static_cast<std::size_t>(K);
-  T* partial = ws.partial.data();
-  T* a = ws.a.data();
-  T* m = ws.m.data();
-  T* lse = ws.lse.data();
-  T* b = ws.b.data();
-  T* smin = ws.flags.data();
-  std::fill(b, b + N, T(0));
-  status st = status::ok;
-  bool done = false, stop = false;
-  int used = 0;
-  double err = 0;
-  constexpr T neg_inf = -std::numeric_limits<T>::infinity();
-
-  auto body = [&](const int tid, const int nt) {
-    auto sync = [nt]() {
-      if (nt > 1) team_barrier();
-    };
-    std::int64_t j0, j1;
-    team_range(N, tid, nt, j0, j1);
-    T* my = partial + static_cast<std::size_t>(tid) * ks;
-    // lse_i = log sum_j exp(F_ij + b_j), in two phases (max, then sum).
-    auto row_lse = [&]() {
-      for (std::int64_t i = 0; i < K; ++i) {
-        const T* f = Q + i * N;
-        T mx = neg_inf;
-        PROTOSEG_OT_SIMD_REDUCE(max, mx)
-        for (std::int64_t j = j0; j < j1; ++j) mx = std::max(mx, f[j] + b[j]);
-        my[i] = mx;
-      }
-      sync();
-      if (tid == 0)
-        for (std::int64_t i = 0; i < K; ++i) {
-          T mx = neg_inf;
-          for (int t = 0; t < nt; ++t) mx = std::max(mx, partial[static_cast<std::size_t>(t) * ks + static_cast<std::size_t>(i)]);
-          m[i] = mx;
-        }
-      sync();
-      for (std::int64_t i = 0; i < K; ++i) {
-        const T* f = Q + i * N;
-        const T mi = m[i];
-        my[i] = lane_sum<T>(j1 - j0, [&](std::int64_t j) { return fast_exp(f[j0 + j] + b[j0 + j] - mi); });
-      }
-      sync();
-      if (tid == 0)
-        for (std::int64_t i = 0; i < K; ++i) {
-          T sum = 0;
-          for (int t = 0; t < nt; ++t) sum += partial[static_cast<std::size_t>(t) * ks + static_cast<std::size_t>(i)];
-          lse[i] = m[i] + std::log(sum);
-        }
-    };
-    T chk = 0;
-    for (std::int64_t i = 0; i < K; ++i) {
-      const T* s = S + i * N + j0;
-      T* f = Q + i * N + j0;
-      chk += lane_sum<T>(j1 - j0, [&](std::int64_t j) {
-        const T x = s[j] * inv_kappa;
-        f[j] = x;
-        return x * T(0);  // NaN iff the score is NaN or infinite
-      });
-    }
-    smin[tid] = chk;
-    sync();
-    if (tid == 0) {
-      for (int t = 0; t < nt; ++t)
-        if (std::isnan(smin[t])) st = status::non_finite_scores;
-      done = st != status::ok;
-    }
-    sync();
-    if (!done) {
-      row_lse();
-      if (tid == 0)
-        for (std::int64_t i = 0; i < K; ++i)
-          a[i] = log_row_target - lse[i];
-      sync();
-      T cm[column_block], cs[column_block];
-      for (int round = 1; round <= o.iterations; ++round) {
-        // Column step: b_j = -log sum_i exp(F_ij + a_i) (columns sum to 1).
-        for (std::int64_t jb = j0; jb < j1; jb += column_block) {
-          const std::int64_t nb = std::min(column_block, j1 - jb);
-          for (std::int64_t j = 0; j < nb; ++j) {
-            cm[j] = neg_inf;
-            cs[j] = 0;
-          }
-          for (std::int64_t i = 0; i < K; ++i) {
-            const T* f = Q + i * N + jb;
-            const T ai = a[i];
-            PROTOSEG_OT_SIMD
-            for (std::int64_t j = 0; j < nb; ++j) cm[j] = std::max(cm[j], f[j] + ai);
-          }
-          for (std::int64_t i = 0; i < K; ++i) {
-            const T* f = Q + i * N + jb;
-            const T ai = a[i];
-            PROTOSEG_OT_SIMD
-            for (std::int64_t j = 0; j < nb; ++j) cs[j] += fast_exp(f[j] + ai - cm[j]);
-          }
-          for (std::int64_t j = 0; j < nb; ++j) b[jb + j] = -(cm[j] + std::log(cs[j]));
-        }
-        sync();
-        // Row sums of the column-normalised Q are exp(a_i + lse_i): the error
-        // of this round, and the next round's row step.
-        row_lse();
-        if (tid == 0) {
-          double e = 0;
-          for (std::int64_t i = 0; i < K; ++i) {
-            const double row = std::exp(double(a[i] + lse[i]) -
-                                        double(log_row_target));
-            e = std::max(e, std::abs(row - 1.0));
-          }
-          err = e;
-          used = round;
-          stop = (o.tolerance > 0 && e <= o.tolerance) || round == o.iterations;
-          if (!stop)
-            for (std::int64_t i = 0; i < K; ++i)
-              a[i] = log_row_target - lse[i];
-        }
-        sync();
-        if (stop) break;
-      }
-      for (std::int64_t i = 0; i < K; ++i) {
-        T* f = Q + i * N;
-        const T ai = a[i];
-        PROTOSEG_OT_SIMD
-        for (std::int64_t j = j0; j < j1; ++j) f[j] = fast_exp(f[j] + ai + b[j]);
-      }
-    }
-  };
-  if (threads > 1) {
-    PROTOSEG_OT_PARALLEL(true, threads)
-    body(team_rank(), team_size());
-  } else {
-    body(0, 1);
-  }
-  iters_used = used;
-  err_out = err;
-  return st;
-}
-
 /// Checks kappa against the floating-point range of T.
 template <class T>
 void check_kappa_for(const sinkhorn_options& o, const char* who) {
@@ -347,15 +32,98 @@ void check_kappa_for(const sinkhorn_options& o, const char* who) {
                                         sizeof(T) == 4 ? "float" : "double");
 }
 
+/// True when policy P's backend has a fused dense Sinkhorn kernel.
+template <class T, class P>
+concept has_dense_kernel = requires(const T* s, T* q, std::int64_t n, const backend::sinkhorn_settings& st, int& u,
+                                    double& e) {
+  { backend::sinkhorn<P>::dense(s, q, n, n, st, u, e) } -> std::same_as<backend::sinkhorn_status>;
+};
+
+/// log(sum(exp(x))) along `axis`, kept as a size-1 dimension.
+template <class T, class P>
+tensor<T, P> logsumexp_keep(const tensor<T, P>& x, int axis) {
+  auto m = max(x, axis, true);
+  return m + log(sum(exp(x - m), axis, true));
+}
+
+/// Largest |K * row sum - 1| of a column-normalised K x N plan.
+template <class T, class P>
+double row_marginal_error(const tensor<T, P>& rows, std::int64_t K) {
+  return double(max(abs(rows * T(K) - T(1)).flatten(), 0).item());
+}
+
+/// Algorithm 1 as tensor operations on any policy: the K x N assignment
+/// (columns sum to 1), rounds run, marginal error. Inputs checked by the
+/// caller.
+template <class T, class P>
+sinkhorn_result<T, P> sinkhorn_composed(const tensor<T, P>& scores, const sinkhorn_options& o, const char* who) {
+  if (!all_finite(scores)) raise(status::non_finite_scores, who, o.kappa);
+  const std::int64_t K = scores.shape()[0], N = scores.shape()[1];
+  const T inv_kappa = T(1.0 / o.kappa);
+  sinkhorn_result<T, P> res;
+  tensor<T, P> Q;
+  if (o.log_domain) {
+    tensor<T, P> L = scores * inv_kappa;
+    L = L - logsumexp_keep(L.reshape({1, K * N}), 1).reshape({1, 1});
+    const T log_k = std::log(T(K)), log_n = std::log(T(N));
+    for (int round = 1; round <= o.iterations; ++round) {
+      L = L - (logsumexp_keep(L, 1) + log_k);
+      L = L - (logsumexp_keep(L, 0) + log_n);
+      res.iterations = round;
+      res.marginal_error = row_marginal_error(sum(exp(L), 1), K);
+      if (o.tolerance > 0 && res.marginal_error <= o.tolerance) break;
+    }
+    Q = exp(L + log_n);
+  } else {
+    Q = exp(scores * inv_kappa);
+    const T total = sum(Q).item();
+    if (!(total > T(0)) || !std::isfinite(total)) raise(status::out_of_range, who, o.kappa);
+    Q = Q / total;
+    for (int round = 1; round <= o.iterations; ++round) {
+      auto rows = sum(Q, 1, true);
+      if (!all_finite(rows) || !(min(rows.flatten(), 0).item() > T(0)))
+        raise(status::out_of_range, who, o.kappa);
+      Q = Q / (rows * T(K));
+      auto cols = sum(Q, 0, true);
+      if (!all_finite(cols) || !(min(cols.flatten(), 0).item() > T(0)))
+        raise(status::out_of_range, who, o.kappa);
+      Q = Q / (cols * T(N));
+      res.iterations = round;
+      res.marginal_error = row_marginal_error(sum(Q, 1), K);
+      if (o.tolerance > 0 && res.marginal_error <= o.tolerance) break;
+    }
+    Q = Q * T(N);
+  }
+  if (!all_finite(Q)) raise(status::out_of_range, who, o.kappa);
+  res.assignment = std::move(Q);
+  return res;
+}
+
 }  // namespace detail
 
-/// Sinkhorn-Knopp on a K x N score matrix (K prototypes, N pixels), writing
-/// the K x N assignment into `out` (which may be `scores` itself, for an
-/// in-place solve, but not a partly overlapping view). Algorithm 1 of the
-/// supplementary, solving Eq. 9: Q = diag(u) exp(S / kappa) diag(v), columns
-/// summing to 1 and rows to N / K.
-template <class T>
-sinkhorn_result<T> sinkhorn_solve(const tensor<T>& scores, tensor<T> out, const sinkhorn_options& o = {}) {
+/// Sinkhorn-Knopp on a K x N score matrix (K prototypes, N pixels); returns
+/// the assignment, the rounds run and the final marginal error (Algorithm 1
+/// of the supplementary, solving Eq. 9: Q = diag(u) exp(S / kappa) diag(v),
+/// columns summing to 1 and rows to N / K).
+template <class T, class P>
+sinkhorn_result<T, P> sinkhorn_solve(const tensor<T, P>& scores, const sinkhorn_options& o = {}) {
+  static_assert(std::is_floating_point_v<T>, "protoseg::ot::sinkhorn_solve: T must be float or double");
+  constexpr const char* who = "sinkhorn_knopp";
+  detail::check_options(o, who);
+  detail::check_kappa_for<T>(o, who);
+  detail::check_matrix(scores, who, "scores", "K x N");
+  if constexpr (detail::has_dense_kernel<T, P>) {
+    return sinkhorn_solve(scores, tensor<T, P>::empty(scores.shape()), o);
+  } else {
+    return detail::sinkhorn_composed(scores, o, who);
+  }
+}
+
+/// Sinkhorn-Knopp writing the K x N assignment into `out` (which may be
+/// `scores` itself, for an in-place solve, but not a partly overlapping
+/// view); see above.
+template <class T, class P>
+sinkhorn_result<T, P> sinkhorn_solve(const tensor<T, P>& scores, tensor<T, P> out, const sinkhorn_options& o = {}) {
   static_assert(std::is_floating_point_v<T>, "protoseg::ot::sinkhorn_solve: T must be float or double");
   constexpr const char* who = "sinkhorn_knopp";
   detail::check_options(o, who);
@@ -364,62 +132,58 @@ sinkhorn_result<T> sinkhorn_solve(const tensor<T>& scores, tensor<T> out, const 
   if (!out.defined() || out.shape() != scores.shape())
     protoseg::detail::fail<shape_error>(who, ": out: got shape ", out.defined() ? out.shape() : shape{},
                                         ", expected the shape of scores ", scores.shape());
-  const std::int64_t K = scores.shape()[0], N = scores.shape()[1];
-  sinkhorn_result<T> res;
-  const int threads = detail::team_threads(K * N);
-  detail::dense_workspace<T> ws;
-  ws.prepare(K, N, threads, o.log_domain);
-  const detail::status st =
-      o.log_domain
-          ? detail::dense_log(scores.data(), out.data(), K, N, o, threads, ws, res.iterations, res.marginal_error)
-          : detail::dense_plain(scores.data(), out.data(), K, N, o, threads, ws, res.iterations, res.marginal_error);
-  detail::raise(st, who, o.kappa);
+  sinkhorn_result<T, P> res;
+  if constexpr (detail::has_dense_kernel<T, P>) {
+    const std::int64_t K = scores.shape()[0], N = scores.shape()[1];
+    const detail::status st = backend::sinkhorn<P>::dense(scores.data(), out.data(), K, N, detail::settings_of(o),
+                                                          res.iterations, res.marginal_error);
+    detail::raise(st, who, o.kappa);
+  } else {
+    res = detail::sinkhorn_composed(scores, o, who);
+    out.copy_(res.assignment);
+  }
   res.assignment = std::move(out);
   return res;
 }
 
-/// Sinkhorn-Knopp on a K x N score matrix; returns the assignment, the rounds
-/// run and the final marginal error (Algorithm 1, Eq. 9).
-template <class T>
-sinkhorn_result<T> sinkhorn_solve(const tensor<T>& scores, const sinkhorn_options& o = {}) {
-  detail::check_matrix(scores, "sinkhorn_knopp", "scores", "K x N");
-  return sinkhorn_solve(scores, tensor<T>::empty(scores.shape()), o);
-}
-
 /// Algorithm 1 on precomputed scores S = P^T X (K x N): the K x N
 /// assignment, columns summing to 1. Defaults: 3 iterations, kappa 0.05.
-template <class T>
-tensor<T> sinkhorn_knopp(const tensor<T>& scores, const sinkhorn_options& o = {}) {
+template <class T, class P>
+tensor<T, P> sinkhorn_knopp(const tensor<T, P>& scores, const sinkhorn_options& o = {}) {
   return sinkhorn_solve(scores, o).assignment;
 }
 
 namespace detail {
-template <class T>
-tensor<T> prototype_scores(const tensor<T>& P, const tensor<T>& X) {
+template <class T, class P>
+tensor<T, P> prototype_scores(const tensor<T, P>& prototypes, const tensor<T, P>& X) {
   constexpr const char* who = "online_clustering";
-  check_matrix(P, who, "prototypes P", "D x K");
+  check_matrix(prototypes, who, "prototypes P", "D x K");
   check_matrix(X, who, "embeddings X", "D x N");
-  if (P.shape()[0] != X.shape()[0])
-    protoseg::detail::fail<shape_error>(who, ": embeddings X: got shape ", X.shape(), ", expected D = ", P.shape()[0],
-                                        " rows to match prototypes P of shape ", P.shape());
-  return matmul(P, X, /*trans_a=*/true, /*trans_b=*/false);
+  if (prototypes.shape()[0] != X.shape()[0])
+    protoseg::detail::fail<shape_error>(who, ": embeddings X: got shape ", X.shape(), ", expected D = ",
+                                        prototypes.shape()[0], " rows to match prototypes P of shape ",
+                                        prototypes.shape());
+  return matmul(prototypes, X, /*trans_a=*/true, /*trans_b=*/false);
 }
 }  // namespace detail
 
 /// Online clustering (Algorithm 1): scores L = P^T X by one GEMM, then
-/// Sinkhorn-Knopp in place. P: D x K prototypes, X: D x N embeddings.
-template <class T>
-sinkhorn_result<T> online_clustering_solve(const tensor<T>& P, const tensor<T>& X, const sinkhorn_options& o = {}) {
+/// Sinkhorn-Knopp (in place where the backend has a fused kernel).
+/// P: D x K prototypes, X: D x N embeddings.
+template <class T, class P>
+sinkhorn_result<T, P> online_clustering_solve(const tensor<T, P>& prototypes, const tensor<T, P>& X,
+                                              const sinkhorn_options& o = {}) {
   detail::check_options(o, "online_clustering");
-  tensor<T> s = detail::prototype_scores(P, X);
-  return sinkhorn_solve(s, s, o);
+  tensor<T, P> s = detail::prototype_scores(prototypes, X);
+  if constexpr (detail::has_dense_kernel<T, P>) return sinkhorn_solve(s, s, o);
+  else return sinkhorn_solve(s, o);
 }
 
 /// Online clustering (Algorithm 1): the K x N assignment of the N columns of
 /// X (D x N) to the K columns of P (D x K); columns sum to 1.
-template <class T>
-tensor<T> online_clustering(const tensor<T>& P, const tensor<T>& X, const sinkhorn_options& o = {}) {
-  return online_clustering_solve(P, X, o).assignment;
+template <class T, class P>
+tensor<T, P> online_clustering(const tensor<T, P>& prototypes, const tensor<T, P>& X, const sinkhorn_options& o = {}) {
+  return online_clustering_solve(prototypes, X, o).assignment;
 }
 
 }  // namespace protoseg::ot

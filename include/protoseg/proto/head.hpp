@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "protoseg/autograd/grad_mode.hpp"
-#include "protoseg/models/module_list.hpp"
+#include "protoseg/nn/module_list.hpp"
 #include "protoseg/nn/conv.hpp"
 #include "protoseg/nn/dropout.hpp"
 #include "protoseg/nn/norm.hpp"
@@ -101,19 +101,12 @@ namespace detail {
 
 /// Nearest-neighbour resize of int64 labels (B, H, W) to (B, oh, ow), as
 /// F.interpolate(mode='nearest') on the labels (scale in float, as ATen).
-inline tensor<std::int64_t> nearest_labels(const tensor<std::int64_t>& labels, std::int64_t oh, std::int64_t ow) {
+template <class P>
+tensor<std::int64_t, P> nearest_labels(const tensor<std::int64_t, P>& labels, std::int64_t oh, std::int64_t ow) {
   const std::int64_t b = labels.shape()[0], h = labels.shape()[1], w = labels.shape()[2];
   if (h == oh && w == ow) return labels;
-  auto out = tensor<std::int64_t>::empty({b, oh, ow});
-  const float sh = static_cast<float>(h) / static_cast<float>(oh), sw = static_cast<float>(w) / static_cast<float>(ow);
-  for (std::int64_t i = 0; i < b; ++i)
-    for (std::int64_t y = 0; y < oh; ++y) {
-      const std::int64_t sy = std::min(static_cast<std::int64_t>(std::floor(static_cast<float>(y) * sh)), h - 1);
-      for (std::int64_t x = 0; x < ow; ++x) {
-        const std::int64_t sx = std::min(static_cast<std::int64_t>(std::floor(static_cast<float>(x) * sw)), w - 1);
-        out.data()[(i * oh + y) * ow + x] = labels.data()[(i * h + sy) * w + sx];
-      }
-    }
+  auto out = tensor<std::int64_t, P>::empty({b, oh, ow});
+  if (out.numel() > 0) backend::prototype<P>::nearest_labels(labels.data(), out.data(), b, h, w, oh, ow);
   return out;
 }
 
@@ -149,30 +142,7 @@ variable<T, P> class_max(const variable<T, P>& scores, std::int64_t M) {
 }
 
 /// Rows of x (R, D) divided by max(||row||, 1e-12), in place.
-template <class T>
-void normalize_rows(tensor<T> x) {
-  const std::int64_t D = x.shape()[x.rank() - 1], R = x.numel() / D;
-  T* p = x.data();
-  for (std::int64_t r = 0; r < R; ++r) {
-    T s = 0;
-    for (std::int64_t d = 0; d < D; ++d) s += p[r * D + d] * p[r * D + d];
-    const T inv = T(1) / std::max(std::sqrt(s), T(1e-12));
-    for (std::int64_t d = 0; d < D; ++d) p[r * D + d] *= inv;
-  }
-}
-
-/// nearest_labels on a device policy (same float scale as the cpu one).
-template <ot::device_policy P>
-tensor<std::int64_t, P> nearest_labels(const tensor<std::int64_t, P>& labels, std::int64_t oh, std::int64_t ow) {
-  const std::int64_t b = labels.shape()[0], h = labels.shape()[1], w = labels.shape()[2];
-  if (h == oh && w == ow) return labels;
-  auto out = tensor<std::int64_t, P>::empty({b, oh, ow});
-  if (out.numel() > 0) backend::prototype<P>::nearest_labels(labels.data(), out.data(), b, h, w, oh, ow);
-  return out;
-}
-
-/// normalize_rows on a device policy.
-template <class T, ot::device_policy P>
+template <class T, class P>
 void normalize_rows(tensor<T, P> x) {
   const std::int64_t D = x.shape()[x.rank() - 1];
   if (D == 0 || x.numel() == 0) return;
@@ -188,10 +158,10 @@ class projection_head : public nn::module<T, P> {
  public:
   using variable_type = variable<T, P>;
   projection_head(std::int64_t in_channels, std::int64_t out_channels, generator& gen) {
-    proj = this->register_module("proj", std::make_shared<models::module_list<T, P>>());
+    proj = this->register_module("proj", std::make_shared<nn::module_list<T, P>>());
     conv1 = proj->push_back(std::make_shared<nn::conv2d<T, P>>(
         nn::conv2d_options{.in_channels = in_channels, .out_channels = in_channels}, gen));
-    auto bn_relu = proj->push_back(std::make_shared<models::module_list<T, P>>());
+    auto bn_relu = proj->push_back(std::make_shared<nn::module_list<T, P>>());
     bn = bn_relu->push_back(std::make_shared<nn::batch_norm2d<T, P>>(nn::batch_norm_options{in_channels}));
     conv2 = proj->push_back(std::make_shared<nn::conv2d<T, P>>(
         nn::conv2d_options{.in_channels = in_channels, .out_channels = out_channels}, gen));
@@ -200,7 +170,7 @@ class projection_head : public nn::module<T, P> {
   /// x (B, E, H, W) -> (B, D, H, W).
   variable_type forward(const variable_type& x) const { return conv2->forward(relu(bn->forward(conv1->forward(x)))); }
 
-  std::shared_ptr<models::module_list<T, P>> proj;
+  std::shared_ptr<nn::module_list<T, P>> proj;
   std::shared_ptr<nn::conv2d<T, P>> conv1, conv2;
   std::shared_ptr<nn::batch_norm2d<T, P>> bn;
 };

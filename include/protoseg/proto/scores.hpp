@@ -25,11 +25,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "protoseg/backend/cpu/all.hpp"
-#include "protoseg/backend/primitives.hpp"
-#include "protoseg/backend/proto_primitives.hpp"
+#include "protoseg/backend/default.hpp"
 #include "protoseg/error.hpp"
-#include "protoseg/ot/device.hpp"
 #include "protoseg/proto/step.hpp"
 #include "protoseg/tensor/creation.hpp"
 #include "protoseg/tensor/math.hpp"
@@ -80,71 +77,18 @@ embedding_sizes check_summary_inputs(const tensor<T, P>& embeddings, const tenso
 }  // namespace detail
 
 /// Summarises the scores of the unit pixel embeddings `embeddings` (N, D)
-/// against `prototypes` (C, M, D) without materialising them. `labels` (N,
-/// int64; class ids or options.ignore_index) is optional: without it `own`
-/// stays undefined. The cpu policy computes S in blocks of rows that stay in
-/// cache (the prototypes packed once for Eigen's kernel, reordered so that a
-/// class's M scores are C apart and the maxima are taken as vectors) and
-/// reduces each block as it is made. Equal to max(reshape(E P^T, {N, C, M}),
+/// against `prototypes` (C, M, D) without materialising them, on any policy
+/// (`backend::prototype<P>::summarize`). `labels` (N, int64; class ids or
+/// options.ignore_index) is optional: without it `own` stays undefined. The
+/// cpu policy computes S in blocks of rows that stay in cache and reduces
+/// each block as it is made; the cuda policy makes S by one GEMM on the
+/// device and reduces it per pixel. Equal to max(reshape(E P^T, {N, C, M}),
 /// 2), the log-sum-exp of E P^T / temperature, and the gather of S, up to
 /// float rounding (the summation order of the products differs).
-template <class T>
-score_summary<T> summarize_scores(const tensor<T>& embeddings, const tensor<T>& prototypes,
-                                  const tensor<std::int64_t>& labels = {}, const summary_options& o = {}) {
-  static_assert(std::is_floating_point_v<T>, "summarize_scores: T must be float or double");
-  const auto sz = detail::check_summary_inputs(embeddings, prototypes, labels, o);
-  const std::int64_t N = sz.N, C = sz.C, M = sz.M, D = sz.D, K = C * M;
-  const std::int64_t* lab = labels.defined() ? labels.data() : nullptr;
-  if (lab)
-    for (std::int64_t n = 0; n < N; ++n)
-      if (lab[n] != o.ignore_index && (lab[n] < 0 || lab[n] >= C)) detail::bad_label("summarize_scores", n, lab[n], C, o.ignore_index);
-
-  score_summary<T> out;
-  out.M = M;
-  out.temperature = o.temperature;
-  out.class_logits = tensor<T>::empty({N, C});
-  out.lse = tensor<T>::empty({N});
-  if (lab) out.own = zeros<T>({N, M});
-  if (N == 0) return out;
-
-  // Prototype-major order: row m * C + c is prototype m of class c, so that
-  // class c's scores are C apart and its maximum is an elementwise max of M
-  // contiguous rows of C.
-  std::vector<T> reordered(static_cast<std::size_t>(K * D));
-  for (std::int64_t c = 0; c < C; ++c)
-    for (std::int64_t m = 0; m < M; ++m)
-      std::copy_n(prototypes.data() + (c * M + m) * D, D, reordered.data() + (m * C + c) * D);
-
-  T* logits = out.class_logits.data();
-  T* lse = out.lse.data();
-  T* own = lab ? out.own.data() : nullptr;
-  const T inv_t = static_cast<T>(1.0 / o.temperature);
-  const std::int64_t ignore = o.ignore_index;
-  using array = Eigen::Array<T, Eigen::Dynamic, 1>;
-  backend::gemm<cpu>::nt_row_blocks(N, K, D, embeddings.data(), reordered.data(),
-                                    [&](std::int64_t r0, std::int64_t rows, const T* s) {
-    for (std::int64_t j = 0; j < rows; ++j) {
-      const std::int64_t n = r0 + j;
-      const T* col = s + j * K;
-      Eigen::Map<array> best(logits + n * C, C);
-      best = Eigen::Map<const array>(col, C);
-      for (std::int64_t m = 1; m < M; ++m) best = best.max(Eigen::Map<const array>(col + m * C, C));
-      const T mx = best.maxCoeff() * inv_t;
-      lse[n] = mx + std::log(((Eigen::Map<const array>(col, K) * inv_t) - mx).exp().sum());
-      if (own && lab[n] != ignore)
-        for (std::int64_t m = 0; m < M; ++m) own[n * M + m] = col[m * C + lab[n]];
-    }
-  });
-  return out;
-}
-
-/// summarize_scores on a device policy: the scores are one GEMM on the
-/// device, reduced per pixel by `backend::prototype<P>::summarize_rows`
-/// (the same values as the cpu policy up to float rounding). The device
-/// holds the N x C*M scores while it reduces them.
-template <class T, ot::device_policy P>
+template <class T, class P>
 score_summary<T, P> summarize_scores(const tensor<T, P>& embeddings, const tensor<T, P>& prototypes,
                                      const tensor<std::int64_t, P>& labels = {}, const summary_options& o = {}) {
+  static_assert(std::is_floating_point_v<T>, "summarize_scores: T must be float or double");
   const auto sz = detail::check_summary_inputs(embeddings, prototypes, labels, o);
   const std::int64_t N = sz.N, C = sz.C, M = sz.M, D = sz.D;
   if (labels.defined() && N > 0) {
@@ -158,10 +102,10 @@ score_summary<T, P> summarize_scores(const tensor<T, P>& embeddings, const tenso
   out.lse = tensor<T, P>::empty({N});
   if (labels.defined()) out.own = zeros<T, P>({N, M});
   if (N == 0) return out;
-  const auto scores = matmul(embeddings, prototypes.reshape({C * M, D}), false, true);
-  backend::prototype<P>::summarize_rows(scores.data(), labels.defined() ? labels.data() : nullptr, N, C, M,
-                                        o.ignore_index, static_cast<T>(1.0 / o.temperature), out.class_logits.data(),
-                                        out.lse.data(), labels.defined() ? out.own.data() : nullptr);
+  backend::prototype<P>::summarize(embeddings.data(), prototypes.data(), labels.defined() ? labels.data() : nullptr,
+                                   N, C, M, D, o.ignore_index, static_cast<T>(1.0 / o.temperature),
+                                   out.class_logits.data(), out.lse.data(),
+                                   labels.defined() ? out.own.data() : nullptr);
   return out;
 }
 

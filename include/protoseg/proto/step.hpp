@@ -15,8 +15,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "protoseg/backend/primitives.hpp"
-#include "protoseg/backend/proto_primitives.hpp"
+#include "protoseg/backend/default.hpp"
 #include "protoseg/error.hpp"
 #include "protoseg/ot/assignment.hpp"
 #include "protoseg/ot/device.hpp"
@@ -123,120 +122,23 @@ step_sizes check_step_inputs(const tensor<T, P>& embeddings, const tensor<T, P>&
 }  // namespace detail
 
 /// The prototype step (published `prototype_learning`, all classes in one
-/// segmented pass). `embeddings` (N, D) unit pixel embeddings, `scores`
-/// (N, C, M) their cosines to the prototypes, or only those against each
-/// pixel's own class's prototypes (N, M; summarize_scores' `own`, which is
-/// all the step reads), `class_logits` (N, C) whose
-/// argmax is the prediction, `labels` (N, int64) in [0, C) or the ignore
-/// index, `prototypes` (C, M, D) updated in place when
-/// options.update_prototypes. Pixels of class k are clustered with the
-/// Sinkhorn over their scores against k's prototypes; pixels whose
-/// prediction equals the label (published `mask = gt == pred`) feed the
-/// update. This overload serves the cpu policy; a device policy overload
-/// (same contract, same results) follows.
-template <class T>
-step_result prototype_step(const tensor<T>& embeddings, const tensor<T>& scores, const tensor<T>& class_logits,
-                           const tensor<std::int64_t>& labels, tensor<T> prototypes, const step_options& o = {}) {
-  const detail::step_sizes sz = detail::check_step_inputs(embeddings, scores, class_logits, labels, prototypes, o);
-  const std::int64_t N = sz.N, C = sz.C, M = sz.M, D = sz.D;
-
-  // Class sizes and CSR offsets (a counting sort of the labelled pixels).
-  const std::int64_t* lab = labels.data();
-  std::vector<std::int64_t> count(static_cast<std::size_t>(C) + 1, 0);
-  for (std::int64_t n = 0; n < N; ++n) {
-    const std::int64_t k = lab[n];
-    if (k == o.ignore_index) continue;
-    if (k < 0 || k >= C) detail::bad_label("prototype_step", n, k, C, o.ignore_index);
-    ++count[static_cast<std::size_t>(k) + 1];
-  }
-  auto offsets = tensor<std::int64_t>::empty({C + 1});
-  std::int64_t* off = offsets.data();
-  off[0] = 0;
-  for (std::int64_t k = 0; k < C; ++k) off[k + 1] = off[k] + count[static_cast<std::size_t>(k) + 1];
-  const std::int64_t R = off[C];
-
-  step_result res;
-  res.targets = tensor<std::int64_t>::empty({N});
-  std::int64_t* tgt = res.targets.data();
-  std::fill(tgt, tgt + N, o.target_ignore_index);
-  if (R == 0) return res;
-
-  // Gather each labelled pixel's scores against its own class's prototypes.
-  std::vector<std::int64_t> order(static_cast<std::size_t>(R));
-  {
-    std::vector<std::int64_t> next(off, off + C);
-    for (std::int64_t n = 0; n < N; ++n)
-      if (lab[n] != o.ignore_index) order[static_cast<std::size_t>(next[static_cast<std::size_t>(lab[n])]++)] = n;
-  }
-  auto block = tensor<T>::empty({R, M});
-  const T* s = scores.data();
-  for (std::int64_t r = 0; r < R; ++r) {
-    const std::int64_t n = order[static_cast<std::size_t>(r)];
-    std::copy_n(s + (sz.own_scores ? n : n * C + lab[n]) * M, M, block.data() + r * M);
-  }
-  ot::sinkhorn_options so;
-  so.iterations = o.sinkhorn_iterations;
-  so.kappa = o.kappa;
-  auto q = ot::segmented_sinkhorn(block, offsets, block, so);
-  res.sinkhorn_iterations = q.iterations;
-  ot::assignment_options ao;
-  ao.prototype_axis = 1;
-  ao.mode = o.gumbel ? ot::sampling::gumbel : ot::sampling::argmax;
-  ao.gen = o.gen;
-  auto hard = ot::harden(q.assignment, ao);
-  const std::int64_t* idx = hard.index.data();
-  const std::int64_t* chosen = hard.sampled.data();
-  for (std::int64_t r = 0; r < R; ++r) {
-    const std::int64_t n = order[static_cast<std::size_t>(r)];
-    tgt[n] = lab[n] * M + idx[r];
-  }
-
-  // Sum of the correctly classified embeddings assigned to each prototype.
-  const T* lg = class_logits.data();
-  const T* e = embeddings.data();
-  std::vector<T> f(static_cast<std::size_t>(C * M * D), T(0));
-  std::vector<std::int64_t> used(static_cast<std::size_t>(C * M), 0);
-  for (std::int64_t r = 0; r < R; ++r) {
-    const std::int64_t n = order[static_cast<std::size_t>(r)];
-    const T* row = lg + n * C;
-    const std::int64_t pred = std::max_element(row, row + C) - row;
-    if (pred != lab[n]) continue;
-    ++res.correct;
-    const std::int64_t k = lab[n] * M + chosen[r];
-    ++used[static_cast<std::size_t>(k)];
-    T* fk = f.data() + k * D;
-    const T* en = e + n * D;
-    for (std::int64_t d = 0; d < D; ++d) fk[d] += en[d];
-  }
-  if (!o.update_prototypes) return res;
-  T* p = prototypes.data();
-  const T g = static_cast<T>(o.gamma);
-  for (std::int64_t k = 0; k < C * M; ++k) {
-    T* pk = p + k * D;
-    if (used[static_cast<std::size_t>(k)] > 0) {
-      const T* fk = f.data() + k * D;
-      T norm = 0;
-      for (std::int64_t d = 0; d < D; ++d) norm += fk[d] * fk[d];
-      const T inv = T(1) / std::max(std::sqrt(norm), T(1e-12));
-      for (std::int64_t d = 0; d < D; ++d) pk[d] = g * pk[d] + (T(1) - g) * (fk[d] * inv);
-    }
-    T norm = 0;
-    for (std::int64_t d = 0; d < D; ++d) norm += pk[d] * pk[d];
-    const T inv = T(1) / std::max(std::sqrt(norm), T(1e-12));
-    for (std::int64_t d = 0; d < D; ++d) pk[d] *= inv;
-  }
-  return res;
-}
-
-/// The prototype step on a device policy (`protoseg::cuda`): the same
-/// contract and results as the cpu overload, computed on the device by the
-/// `backend::prototype<P>` primitive (stable grouping by class, gather, one
-/// segmented Sinkhorn launch, hard assignment, momentum update). Only the
-/// C + 1 class offsets and a few counts cross to the host. With
-/// options.gumbel the R x M Gumbel variates are drawn on the host from
-/// *options.gen in the cpu order and copied once, so both policies sample
-/// the same prototypes for the same seed.
-template <class T, ot::device_policy P>
+/// segmented pass), on any policy. `embeddings` (N, D) unit pixel
+/// embeddings, `scores` (N, C, M) their cosines to the prototypes, or only
+/// those against each pixel's own class's prototypes (N, M;
+/// summarize_scores' `own`, which is all the step reads), `class_logits`
+/// (N, C) whose argmax is the prediction, `labels` (N, int64) in [0, C) or
+/// the ignore index, `prototypes` (C, M, D) updated in place when
+/// options.update_prototypes. Supplementary Algorithm 1 per class, as the
+/// `backend::prototype<P>` kernels spell it: the labelled pixels are grouped
+/// by class (stable), their own-class scores gathered, one segmented
+/// Sinkhorn call assigns each class's pixels to its M prototypes, the hard
+/// assignment gives the targets, and the pixels whose prediction equals the
+/// label (published `mask = gt == pred`) move the prototype they chose
+/// (Eq. 10). Only the C + 1 class offsets and a few counts are read on the
+/// host. With options.gumbel the R x M Gumbel variates are drawn on the host
+/// from *options.gen in pixel-group order, so both policies sample the same
+/// prototypes for the same seed.
+template <class T, class P>
 basic_step_result<P> prototype_step(const tensor<T, P>& embeddings, const tensor<T, P>& scores,
                                     const tensor<T, P>& class_logits, const tensor<std::int64_t, P>& labels,
                                     tensor<T, P> prototypes, const step_options& o = {}) {

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "protoseg/backend/cpu/all.hpp"
+#include "protoseg/backend/default.hpp"
 #include "protoseg/tensor/random.hpp"
 #include "protoseg/tensor/tensor.hpp"
 

@@ -12,7 +12,7 @@
 #include <numeric>
 #include <vector>
 
-#include "protoseg/backend/cpu/all.hpp"
+#include "protoseg/backend/default.hpp"
 #include "protoseg/backend/functors.hpp"
 #include "protoseg/tensor/creation.hpp"
 #include "protoseg/tensor/tensor.hpp"

@@ -10,8 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "protoseg/backend/cpu/traits.hpp"
-#include "protoseg/backend/policy.hpp"
+#include "protoseg/backend/default.hpp"
 #include "protoseg/error.hpp"
 #include "protoseg/tensor/shape.hpp"
 
@@ -238,8 +237,6 @@ class tensor {
 };
 
 }  // namespace protoseg
-
-#include "protoseg/backend/cpu/elementwise.hpp"
 
 namespace protoseg {
 template <class T, class Policy>

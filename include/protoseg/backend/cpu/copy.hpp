@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "protoseg/backend/cpu/parallel.hpp"
+#include "protoseg/backend/parallel.hpp"
 #include "protoseg/backend/primitives.hpp"
 
 namespace protoseg::backend {

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "protoseg/backend/cpu/parallel.hpp"
+#include "protoseg/backend/parallel.hpp"
 #include "protoseg/backend/functors.hpp"
 #include "protoseg/backend/primitives.hpp"
 

@@ -13,7 +13,7 @@
 #include <cstring>
 #include <vector>
 
-#include "protoseg/backend/cpu/parallel.hpp"
+#include "protoseg/backend/parallel.hpp"
 #include "protoseg/backend/primitives.hpp"
 
 namespace protoseg::backend {

@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "protoseg/backend/cpu/parallel.hpp"
-#include "protoseg/backend/nn_primitives.hpp"
+#include "protoseg/backend/cpu/executor.hpp"
+#include "protoseg/backend/kernels/norm.hpp"
+#include "protoseg/backend/parallel.hpp"
+#include "protoseg/backend/primitives.hpp"
 
 namespace protoseg::backend {
 
@@ -20,25 +22,7 @@ struct norm<cpu> {
   template <class T>
   static void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd,
                                  std::int64_t rows, std::int64_t n, double eps) {
-    PROTOSEG_OMP_FOR(rows * n)
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const T* xr = x + r * n;
-      double s = 0;
-      for (std::int64_t j = 0; j < n; ++j) s += xr[j];
-      const double m = s / double(n);
-      double v = 0;
-      for (std::int64_t j = 0; j < n; ++j) v += (xr[j] - m) * (xr[j] - m);
-      const T mt = T(m), rs = T(1.0 / std::sqrt(v / double(n) + eps));
-      mean[r] = mt;
-      rstd[r] = rs;
-      T* yr = y + r * n;
-      for (std::int64_t j = 0; j < n; ++j) {
-        T h = (xr[j] - mt) * rs;
-        if (gamma) h = h * gamma[j];
-        if (beta) h = h + beta[j];
-        yr[j] = h;
-      }
-    }
+    executor<cpu>::run(rows, kernels::layer_norm_row_fn<T>{x, gamma, beta, y, mean, rstd, n, eps}, rows * n);
   }
 
   /// Input gradient of layer_norm_forward: with h = (x - mean) rstd and
@@ -46,24 +30,7 @@ struct norm<cpu> {
   template <class T>
   static void layer_norm_backward(const T* g, const T* x, const T* gamma, const T* mean, const T* rstd, T* gx,
                                   std::int64_t rows, std::int64_t n) {
-    PROTOSEG_OMP_FOR(rows * n)
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const T* gr = g + r * n;
-      const T* xr = x + r * n;
-      const T m = mean[r], rs = rstd[r];
-      double su = 0, suh = 0;
-      for (std::int64_t j = 0; j < n; ++j) {
-        const T u = gamma ? gr[j] * gamma[j] : gr[j];
-        su += u;
-        suh += double(u) * double((xr[j] - m) * rs);
-      }
-      const T mu = T(su / double(n)), muh = T(suh / double(n));
-      T* o = gx + r * n;
-      for (std::int64_t j = 0; j < n; ++j) {
-        const T u = gamma ? gr[j] * gamma[j] : gr[j];
-        o[j] = rs * (u - mu - (xr[j] - m) * rs * muh);
-      }
-    }
+    executor<cpu>::run(rows, kernels::layer_norm_backward_row_fn<T>{g, x, gamma, mean, rstd, gx, n}, rows * n);
   }
 
   /// Parameter gradients of layer_norm_forward: ggamma[j] = sum_r g h,

@@ -8,7 +8,7 @@
 #include <limits>
 #include <type_traits>
 
-#include "protoseg/backend/cpu/parallel.hpp"
+#include "protoseg/backend/parallel.hpp"
 #include "protoseg/backend/functors.hpp"
 #include "protoseg/backend/primitives.hpp"
 

@@ -6,8 +6,8 @@
 
 #include <cstdint>
 
-#include "protoseg/backend/cpu/parallel.hpp"
-#include "protoseg/backend/nn_primitives.hpp"
+#include "protoseg/backend/parallel.hpp"
+#include "protoseg/backend/primitives.hpp"
 
 namespace protoseg::backend {
 

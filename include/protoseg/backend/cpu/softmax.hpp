@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "protoseg/backend/cpu/parallel.hpp"
+#include "protoseg/backend/parallel.hpp"
 #include "protoseg/backend/primitives.hpp"
 
 namespace protoseg::backend {

@@ -4,8 +4,10 @@
 
 #include "protoseg/backend/cuda/copy.cuh"
 #include "protoseg/backend/cuda/elementwise.cuh"
+#include "protoseg/backend/cuda/executor.cuh"
 #include "protoseg/backend/cuda/gemm.cuh"
 #include "protoseg/backend/cuda/nn.cuh"
+#include "protoseg/backend/cuda/optim.cuh"
 #include "protoseg/backend/cuda/reduction.cuh"
 #include "protoseg/backend/cuda/sinkhorn.cuh"
 #include "protoseg/backend/cuda/softmax.cuh"

@@ -14,68 +14,13 @@
 #include <cstdint>
 
 #include "protoseg/backend/cuda/traits.cuh"
-#include "protoseg/backend/nn_primitives.hpp"
+#include "protoseg/backend/kernels/norm.hpp"
+#include "protoseg/backend/primitives.hpp"
 #include "protoseg/config.hpp"
 
 namespace protoseg::backend {
 
 namespace cuda_detail {
-template <class T>
-struct layer_norm_row_fn {
-  const T* x;
-  const T* gamma;
-  const T* beta;
-  T* y;
-  T* mean;
-  T* rstd;
-  std::int64_t n;
-  double eps;
-  PROTOSEG_HOST_DEVICE void operator()(std::int64_t r) const {
-    const T* xr = x + r * n;
-    double s = 0;
-    for (std::int64_t j = 0; j < n; ++j) s += xr[j];
-    const double m = s / double(n);
-    double v = 0;
-    for (std::int64_t j = 0; j < n; ++j) v += (xr[j] - m) * (xr[j] - m);
-    const T mt = T(m), rs = T(1.0 / std::sqrt(v / double(n) + eps));
-    mean[r] = mt;
-    rstd[r] = rs;
-    T* yr = y + r * n;
-    for (std::int64_t j = 0; j < n; ++j) {
-      T h = (xr[j] - mt) * rs;
-      if (gamma) h = h * gamma[j];
-      if (beta) h = h + beta[j];
-      yr[j] = h;
-    }
-  }
-};
-template <class T>
-struct layer_norm_backward_row_fn {
-  const T* g;
-  const T* x;
-  const T* gamma;
-  const T* mean;
-  const T* rstd;
-  T* gx;
-  std::int64_t n;
-  PROTOSEG_HOST_DEVICE void operator()(std::int64_t r) const {
-    const T* gr = g + r * n;
-    const T* xr = x + r * n;
-    const T m = mean[r], rs = rstd[r];
-    double su = 0, suh = 0;
-    for (std::int64_t j = 0; j < n; ++j) {
-      const T u = gamma ? gr[j] * gamma[j] : gr[j];
-      su += u;
-      suh += double(u) * double((xr[j] - m) * rs);
-    }
-    const T mu = T(su / double(n)), muh = T(suh / double(n));
-    T* o = gx + r * n;
-    for (std::int64_t j = 0; j < n; ++j) {
-      const T u = gamma ? gr[j] * gamma[j] : gr[j];
-      o[j] = rs * (u - mu - (xr[j] - m) * rs * muh);
-    }
-  }
-};
 /// Rows per partial sum of the column reductions: enough work items to fill
 /// a GPU, short loops per item.
 inline constexpr std::int64_t norm_chunk = 256;
@@ -173,13 +118,13 @@ struct norm<cuda> {
   static void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, std::int64_t rows,
                                  std::int64_t n, double eps) {
     thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(rows),
-                     cuda_detail::layer_norm_row_fn<T>{x, gamma, beta, y, mean, rstd, n, eps});
+                     kernels::layer_norm_row_fn<T>{x, gamma, beta, y, mean, rstd, n, eps});
   }
   template <class T>
   static void layer_norm_backward(const T* g, const T* x, const T* gamma, const T* mean, const T* rstd, T* gx,
                                   std::int64_t rows, std::int64_t n) {
     thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(rows),
-                     cuda_detail::layer_norm_backward_row_fn<T>{g, x, gamma, mean, rstd, gx, n});
+                     kernels::layer_norm_backward_row_fn<T>{g, x, gamma, mean, rstd, gx, n});
   }
   template <class T>
   static void layer_norm_param_grads(const T* g, const T* x, const T* mean, const T* rstd, T* ggamma, T* gbeta,

@@ -11,7 +11,7 @@
 #include <limits>
 
 #include "protoseg/backend/cuda/traits.cuh"
-#include "protoseg/backend/nn_primitives.hpp"
+#include "protoseg/backend/primitives.hpp"
 #include "protoseg/config.hpp"
 
 namespace protoseg::backend {

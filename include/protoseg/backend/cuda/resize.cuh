@@ -12,7 +12,7 @@
 #include <cstdint>
 
 #include "protoseg/backend/cuda/traits.cuh"
-#include "protoseg/backend/nn_primitives.hpp"
+#include "protoseg/backend/primitives.hpp"
 #include "protoseg/config.hpp"
 
 namespace protoseg::backend {

@@ -19,8 +19,12 @@ namespace protoseg::backend {
 
 namespace cuda_detail {
 
-/// Status codes shared with protoseg::ot::detail::status.
-enum : int { sinkhorn_ok = 0, sinkhorn_non_finite = 1, sinkhorn_out_of_range = 2 };
+/// backend::sinkhorn_status as int codes (the kernel writes ints).
+enum : int {
+  sinkhorn_ok = int(sinkhorn_status::ok),
+  sinkhorn_non_finite = int(sinkhorn_status::non_finite_scores),
+  sinkhorn_out_of_range = int(sinkhorn_status::out_of_range)
+};
 
 template <class T>
 struct segmented_sinkhorn_fn {
@@ -172,13 +176,12 @@ struct sinkhorn<cuda> {
   /// class it reports the rounds run, the marginal error and a status
   /// (0 ok, 1 non-finite scores, 2 out of the floating-point range).
   template <class T>
-  static void segmented(const T* S, T* Q, const std::int64_t* offsets, std::int64_t C, std::int64_t M, T inv_kappa,
-                        int iterations, double tolerance, bool log_domain, T* ws, int* used, double* err,
-                        int* status) {
+  static void segmented(const T* S, T* Q, const std::int64_t* offsets, std::int64_t C, std::int64_t M,
+                        const sinkhorn_settings& o, T* ws, int* used, double* err, int* status) {
     if (C <= 0) return;
     thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(C),
-                     cuda_detail::segmented_sinkhorn_fn<T>{S, Q, offsets, M, inv_kappa, iterations, tolerance,
-                                                           log_domain, ws, used, err, status});
+                     cuda_detail::segmented_sinkhorn_fn<T>{S, Q, offsets, M, T(1.0 / o.kappa), o.iterations,
+                                                           o.tolerance, o.log_domain, ws, used, err, status});
   }
 };
 
