@@ -26,9 +26,15 @@
 #include "protoseg/autograd/variable.hpp"
 
 #include "protoseg/ops/arithmetic.hpp"
+#include "protoseg/ops/class_max.hpp"
+#include "protoseg/ops/conv.hpp"
+#include "protoseg/ops/dropout.hpp"
 #include "protoseg/ops/layout.hpp"
 #include "protoseg/ops/matmul.hpp"
+#include "protoseg/ops/norm.hpp"
+#include "protoseg/ops/pool.hpp"
 #include "protoseg/ops/reduction.hpp"
+#include "protoseg/ops/resize.hpp"
 #include "protoseg/ops/softmax.hpp"
 #include "protoseg/ops/unary.hpp"
 

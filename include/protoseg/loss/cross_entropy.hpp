@@ -1,12 +1,18 @@
 #pragma once
 /// \file cross_entropy.hpp
 /// Cross-entropy over the class axis with an ignore index and optional class
-/// weights, reduced as torch.nn.functional.cross_entropy(reduction='mean').
+/// weights, reduced as torch.nn.functional.cross_entropy(reduction='mean'),
+/// and the same loss on bilinearly upsampled logits without holding them
+/// (`upsampled_cross_entropy`).
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "protoseg/autograd/variable.hpp"
+#include "protoseg/backend/default.hpp"
+#include "protoseg/tensor/creation.hpp"
 
 namespace protoseg {
 
@@ -100,6 +106,95 @@ variable<T, P> cross_entropy(const variable<T, P>& logits, const tensor<std::int
   return detail::record(full<T, P>(shape{}, loss),
                         loss_detail::cross_entropy_fn<T, P>{x, lse, labels, opt.class_weights, opt.ignore_index, wsum},
                         logits);
+}
+
+namespace loss_detail {
+
+template <class T, class P>
+struct upsampled_ce_fn {
+  static constexpr const char* name = "upsampled_cross_entropy";
+  tensor<T, P> logits;  // (B, C, h, w), shared with the input
+  tensor<T, P> lse;     // (B * H * W) log-sum-exp of the upsampled logits
+  tensor<std::int64_t, P> labels;
+  tensor<T, P> weights;
+  std::int64_t ignore_index;
+  T weight_sum;
+  // Bands of output rows (the height axis): all of bands[0].out rows but
+  // the last, which may be shorter.
+  std::vector<backend::resize_axis<T>> bands;
+  backend::resize_axis<T> aw;
+  std::vector<tensor<T, P>> backward(const tensor<T, P>& g) {
+    const std::int64_t B = logits.shape()[0], C = logits.shape()[1];
+    const std::int64_t hw = logits.shape()[2] * logits.shape()[3], W = aw.out, rows = bands.front().out;
+    const std::int64_t HW = B > 0 ? lse.numel() / B : 0;  // H * W
+    auto gx = tensor<T, P>::empty(logits.shape());
+    const bool several = bands.size() > 1;
+    if (several) backend::elementwise<P>::fill(gx.data(), gx.numel(), T(0));
+    const T scale = weight_sum > T(0) ? g.item() / weight_sum : T(0);
+    // One band's upsampled logits, then their gradient.
+    auto up = tensor<T, P>::empty({C, rows * W});
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::size_t k = 0; k < bands.size(); ++k) {
+        const std::int64_t px = b * HW + static_cast<std::int64_t>(k) * rows * W, n = bands[k].out * W;
+        backend::resize<P>::forward(logits.data() + b * C * hw, up.data(), C, bands[k], aw);
+        backend::softmax<P>::cross_entropy_backward(up.data(), lse.data() + px, labels.data() + px,
+                                                    weights.defined() ? weights.data() : nullptr, 1, C, n,
+                                                    ignore_index, scale, up.data());
+        backend::resize<P>::backward(up.data(), gx.data() + b * C * hw, C, bands[k], aw, several);
+      }
+    return {gx};
+  }
+};
+
+}  // namespace loss_detail
+
+/// cross_entropy(interpolate(logits, H, W, bilinear), labels, opt) for
+/// logits (B, C, h, w) and labels (B, H, W), without keeping the upsampled
+/// logits: bands of output rows of one image are upsampled into one scratch
+/// buffer of at most `scratch_bytes` (at least one row) for the forward and
+/// again for the backward, whose resize adjoints add up band by band. The
+/// step holds C x rows x W floats instead of B x C x H x W for the logits
+/// and again for their gradient (600 MB for 150 classes, batch 2,
+/// 512 x 512; 16 MB with the default scratch).
+template <class T, class P>
+variable<T, P> upsampled_cross_entropy(const variable<T, P>& logits, const tensor<std::int64_t, P>& labels,
+                                       bool align_corners, const cross_entropy_options<T, P>& opt = {},
+                                       std::int64_t scratch_bytes = std::int64_t(16) << 20) {
+  if (!logits.defined()) ::protoseg::detail::fail<value_error>("upsampled_cross_entropy: logits are undefined");
+  labels.require_defined("upsampled_cross_entropy");
+  if (logits.rank() != 4 || labels.rank() != 3)
+    ::protoseg::detail::fail<shape_error>("upsampled_cross_entropy: logits must be (B, C, h, w) and labels (B, H, W), got ",
+                                          logits.shape(), " and ", labels.shape());
+  const std::int64_t B = logits.shape()[0], C = logits.shape()[1], h = logits.shape()[2], w = logits.shape()[3];
+  const std::int64_t H = labels.shape()[1], W = labels.shape()[2];
+  ::protoseg::loss_detail::check_cross_entropy(shape{B, C, H, W}, labels, opt, "upsampled_cross_entropy");
+  if (h < 1 || w < 1) ::protoseg::detail::fail<shape_error>("upsampled_cross_entropy: logits ", logits.shape(), " are empty");
+  const auto ah = backend::make_resize_axis<T>(h, H, backend::resize_mode::bilinear, align_corners);
+  auto aw = backend::make_resize_axis<T>(w, W, backend::resize_mode::bilinear, align_corners);
+  const std::int64_t row_bytes = std::max<std::int64_t>(1, C * W * static_cast<std::int64_t>(sizeof(T)));
+  const std::int64_t rows = std::clamp<std::int64_t>(scratch_bytes / row_bytes, 1, std::max<std::int64_t>(H, 1));
+  std::vector<backend::resize_axis<T>> bands;  // band k: output rows [k * rows, min(H, (k + 1) * rows))
+  for (std::int64_t r0 = 0; r0 < H || bands.empty(); r0 += rows)  // one empty band when H = 0
+    bands.push_back(backend::resize_axis_band(ah, r0, std::min(H, r0 + rows)));
+  auto lse = tensor<T, P>::empty({B * H * W});
+  auto up = tensor<T, P>::empty({C, rows * W});
+  const T* weight = opt.class_weights.defined() ? opt.class_weights.data() : nullptr;
+  double total = 0, wsum = 0;
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::size_t k = 0; k < bands.size(); ++k) {
+      const std::int64_t px = b * H * W + static_cast<std::int64_t>(k) * rows * W;
+      backend::resize<P>::forward(logits.value().data() + b * C * h * w, up.data(), C, bands[k], aw);
+      T ws{};
+      total += static_cast<double>(backend::softmax<P>::cross_entropy_forward(
+          up.data(), labels.data() + px, weight, 1, C, bands[k].out * W, opt.ignore_index, lse.data() + px, &ws));
+      wsum += static_cast<double>(ws);
+    }
+  const T loss = wsum > 0 ? static_cast<T>(total / wsum) : T(0);
+  return ::protoseg::detail::record(
+      full<T, P>(shape{}, loss),
+      loss_detail::upsampled_ce_fn<T, P>{logits.value(), lse, labels, opt.class_weights, opt.ignore_index,
+                                       static_cast<T>(wsum), std::move(bands), std::move(aw)},
+      logits);
 }
 
 }  // namespace protoseg

@@ -432,10 +432,9 @@ struct sinkhorn<cpu> {
       st[c] = static_cast<int>(sinkhorn_status::ok);
     }
     const bool par = N * M > cpu_detail::parallel_grain && C > 1;
+    (void)par;  // read only by the OpenMP pragma
 #if defined(_OPENMP)
 #pragma omp parallel if (par)
-#else
-    (void)par;
 #endif
     {
       // Per-thread buffers, sized once for the largest class: no allocation
