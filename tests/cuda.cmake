@@ -10,12 +10,13 @@ endif()
 
 function(protoseg_add_cuda_suite source name)
   add_executable(${name}_omp cuda/${source})
+  target_include_directories(${name}_omp PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})  # op_cases.hpp
   target_link_libraries(${name}_omp PRIVATE protoseg_build_flags protoseg::cuda_omp doctest::doctest)
   doctest_discover_tests(${name}_omp TEST_PREFIX "${name}_omp/" ADD_LABELS 0)
   if(PROTOSEG_NVCC)
     configure_file(cuda/${source} ${CMAKE_CURRENT_BINARY_DIR}/${name}_gpu.cu COPYONLY)
     add_executable(${name}_gpu ${CMAKE_CURRENT_BINARY_DIR}/${name}_gpu.cu)
-    target_include_directories(${name}_gpu PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/cuda)
+    target_include_directories(${name}_gpu PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/cuda ${CMAKE_CURRENT_SOURCE_DIR})
     target_link_libraries(${name}_gpu PRIVATE protoseg::protoseg doctest::doctest CUDA::cublas CUDA::cudart)
     target_compile_options(${name}_gpu PRIVATE
       $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20 -O3 --expt-relaxed-constexpr -Xcompiler=-fopenmp>)

@@ -2,6 +2,7 @@
 // cross-entropy against PyTorch golden values, and misuse errors.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "common.hpp"
+#include "op_cases.hpp"
 
 #include <fstream>
 #include <functional>
@@ -14,17 +15,10 @@ using protoseg_test::gradcheck_opts;
 namespace {
 
 using vars = std::vector<variable<double>>;
-using fn_t = std::function<variable<double>(const vars&)>;
 
 tensor<double> rnd(shape s, std::uint64_t seed, double lo = -1.0, double hi = 1.0) {
   generator g(seed);
   return rand<double>(s, g, lo, hi);
-}
-
-void check_grad(const fn_t& f, const std::vector<tensor<double>>& inputs) {
-  auto r = gradcheck<cpu>(f, inputs, gradcheck_opts);
-  INFO(r.message);
-  CHECK(r.ok);
 }
 
 }  // namespace
@@ -139,106 +133,16 @@ TEST_CASE("gradcheck detects a wrong gradient") {
 
 // ---- gradient checks -------------------------------------------------------------
 
-TEST_CASE("gradcheck: add, sub, mul, div with broadcasting") {
-  check_grad([](const vars& v) { return v[0] + v[1]; }, {rnd({2, 3}, 1), rnd({3}, 2)});
-  check_grad([](const vars& v) { return v[0] - v[1]; }, {rnd({2, 1, 3}, 3), rnd({4, 1}, 4)});
-  check_grad([](const vars& v) { return v[0] * v[1]; }, {rnd({2, 3}, 5), rnd({2, 1}, 6)});
-  check_grad([](const vars& v) { return v[0] / v[1]; }, {rnd({2, 3}, 7), rnd({3}, 8, 0.5, 2.0)});
-  check_grad([](const vars& v) { return v[0] * v[0]; }, {rnd({4}, 9)});
-}
-
-TEST_CASE("gradcheck: scalar forms and negation") {
-  check_grad([](const vars& v) { return v[0] * 3.0 + 2.0; }, {rnd({3}, 1)});
-  check_grad([](const vars& v) { return 2.0 - v[0] / 4.0; }, {rnd({3}, 2)});
-  check_grad([](const vars& v) { return 1.5 / v[0]; }, {rnd({3}, 3, 0.5, 2.0)});
-  check_grad([](const vars& v) { return -v[0] - 1.0; }, {rnd({3}, 4)});
-}
-
-TEST_CASE("gradcheck: matmul, transposed operands, batches and broadcast matrices") {
-  for (bool ta : {false, true})
-    for (bool tb : {false, true}) {
-      CAPTURE(ta);
-      CAPTURE(tb);
-      const shape sa = ta ? shape{4, 3} : shape{3, 4};
-      const shape sb = tb ? shape{5, 4} : shape{4, 5};
-      check_grad([=](const vars& v) { return matmul(v[0], v[1], ta, tb); }, {rnd(sa, 1), rnd(sb, 2)});
-      const shape ba = ta ? shape{2, 4, 3} : shape{2, 3, 4};
-      const shape bb = tb ? shape{2, 5, 4} : shape{2, 4, 5};
-      check_grad([=](const vars& v) { return matmul(v[0], v[1], ta, tb); }, {rnd(ba, 3), rnd(bb, 4)});
-      check_grad([=](const vars& v) { return matmul(v[0], v[1], ta, tb); }, {rnd(ba, 5), rnd(sb, 6)});
-      check_grad([=](const vars& v) { return matmul(v[0], v[1], ta, tb); }, {rnd(sa, 7), rnd(bb, 8)});
-    }
-}
-
-TEST_CASE("gradcheck: sum and mean") {
-  check_grad([](const vars& v) { return sum(v[0]); }, {rnd({2, 3}, 1)});
-  check_grad([](const vars& v) { return mean(v[0]); }, {rnd({2, 3}, 2)});
-  check_grad([](const vars& v) { return sum(v[0], 1); }, {rnd({2, 3, 4}, 3)});
-  check_grad([](const vars& v) { return sum(v[0], -1, true); }, {rnd({2, 3, 4}, 4)});
-  check_grad([](const vars& v) { return mean(v[0], 0); }, {rnd({2, 3, 4}, 5)});
-  check_grad([](const vars& v) { return mean(v[0], 2, true); }, {rnd({2, 3, 4}, 6)});
-}
-
-TEST_CASE("gradcheck: exp, log, sqrt, pow") {
-  check_grad([](const vars& v) { return exp(v[0]); }, {rnd({2, 3}, 1)});
-  check_grad([](const vars& v) { return log(v[0]); }, {rnd({2, 3}, 2, 0.5, 2.0)});
-  check_grad([](const vars& v) { return sqrt(v[0]); }, {rnd({2, 3}, 3, 0.5, 2.0)});
-  check_grad([](const vars& v) { return pow(v[0], 3.0); }, {rnd({2, 3}, 4)});
-  check_grad([](const vars& v) { return pow(v[0], 0.5); }, {rnd({2, 3}, 5, 0.5, 2.0)});
-}
-
-TEST_CASE("gradcheck: relu, gelu, sigmoid, tanh") {
-  // keep relu inputs away from the kink at 0
-  auto x = rnd({3, 4}, 1, 0.1, 1.0) * tensor<double>::from_vector({1, -1, 1, -1}, {4});
-  check_grad([](const vars& v) { return relu(v[0]); }, {x});
-  check_grad([](const vars& v) { return gelu(v[0]); }, {rnd({3, 4}, 2, -3.0, 3.0)});
-  check_grad([](const vars& v) { return sigmoid(v[0]); }, {rnd({3, 4}, 3, -3.0, 3.0)});
-  check_grad([](const vars& v) { return tanh(v[0]); }, {rnd({3, 4}, 4, -2.0, 2.0)});
-}
-
-TEST_CASE("gradcheck: softmax and log_softmax along every axis") {
-  for (int axis : {0, 1, 2, -1}) {
-    CAPTURE(axis);
-    check_grad([=](const vars& v) { return softmax(v[0], axis); }, {rnd({2, 3, 4}, 1, -2.0, 2.0)});
-    check_grad([=](const vars& v) { return log_softmax(v[0], axis); }, {rnd({2, 3, 4}, 2, -2.0, 2.0)});
-  }
-}
-
-TEST_CASE("gradcheck: l2_normalize along an axis") {
-  check_grad([](const vars& v) { return l2_normalize(v[0], 1); }, {rnd({3, 4}, 1)});
-  check_grad([](const vars& v) { return l2_normalize(v[0], 0); }, {rnd({3, 4, 2}, 2)});
-  // a row whose norm is below eps: the denominator is the constant eps
-  check_grad([](const vars& v) { return l2_normalize(v[0], 1, 1e-2); },
-             {tensor<double>::from_vector({1e-3, -2e-3, 0.5, 0.7}, {2, 2})});
-}
-
-TEST_CASE("gradcheck: max along an axis routes the gradient to the argmax") {
-  auto x = tensor<double>::from_vector({0.1, 0.9, 0.5, -0.3, 0.7, 0.2, 0.4, -0.8, 0.3, 0.6, 0.0, -0.1}, {2, 3, 2});
-  for (int axis : {0, 1, 2}) {
-    CAPTURE(axis);
-    check_grad([=](const vars& v) { return max(v[0], axis); }, {x});
-  }
-  check_grad([](const vars& v) { return max(v[0], 1, true); }, {x});
-}
-
-TEST_CASE("gradcheck: reshape, permute, transpose, slice, index, concat") {
-  check_grad([](const vars& v) { return reshape(v[0], {3, -1}) * v[1]; }, {rnd({2, 3, 2}, 1), rnd({3, 4}, 2)});
-  check_grad([](const vars& v) { return permute(v[0], {2, 0, 1}) * v[1]; }, {rnd({2, 3, 4}, 3), rnd({4, 2, 3}, 4)});
-  check_grad([](const vars& v) { return transpose(v[0]) * v[1]; }, {rnd({2, 3}, 5), rnd({3, 2}, 6)});
-  check_grad([](const vars& v) { return slice(v[0], 1, 1, 3); }, {rnd({2, 4, 3}, 7)});
-  check_grad([](const vars& v) { return slice(v[0], -1, -2, 3); }, {rnd({2, 4, 3}, 8)});
-  check_grad([](const vars& v) { return index(v[0], 0, 1); }, {rnd({2, 4}, 9)});
-  check_grad([](const vars& v) { return concat<double, cpu>({v[0], v[1], v[0]}, 1); }, {rnd({2, 2, 3}, 10), rnd({2, 1, 3}, 11)});
-}
-
-TEST_CASE("gradcheck: cross_entropy with ignore index, class weights and spatial labels") {
-  auto labels2d = tensor<std::int64_t>::from_vector({2, 0, 255, 1}, {4});
-  check_grad([=](const vars& v) { return cross_entropy(v[0], labels2d, {.ignore_index = 255}); },
-             {rnd({4, 3}, 1, -2.0, 2.0)});
-  auto labels4d = tensor<std::int64_t>::from_vector({0, 1, 2, -1, 2, 2, 1, 0, -1, 0, 1, 2}, {2, 2, 3});
-  auto w = tensor<double>::from_vector({0.5, 2.0, 1.0}, {3});
-  check_grad([=](const vars& v) { return cross_entropy(v[0], labels4d, {.ignore_index = -1, .class_weights = w}); },
-             {rnd({2, 3, 2, 3}, 2, -2.0, 2.0)});
+TEST_CASE("gradcheck: every op of the op table (tests/op_cases.hpp)") {
+  int cases = 0;
+  protoseg_test::op_table::for_each_op_case([&](const std::string& name, const std::vector<tensor<double>>& in, auto f) {
+    CAPTURE(name);
+    auto r = gradcheck<cpu>(f, in, gradcheck_opts);
+    INFO(r.message);
+    CHECK(r.ok);
+    ++cases;
+  });
+  CHECK(cases >= 100);  // the table is not empty by accident
 }
 
 // ---- parity with PyTorch -----------------------------------------------------------

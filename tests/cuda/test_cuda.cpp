@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include "parity.hpp"
+#include "op_cases.hpp"
 
 #include <cmath>
 #include <functional>
@@ -185,30 +186,14 @@ TEST_CASE("cuda policy: cross_entropy forward, backward and errors") {
                        doctest::Contains("label 7 at flat position 10 is out of range"), value_error);
 }
 
-TEST_CASE("cuda policy: gradients of every differentiable op agree with cpu") {
-  grad_parity([](const auto& v) { return v[0] + v[1]; }, {rnd({2, 3}, 1), rnd({3}, 2)});
-  grad_parity([](const auto& v) { return v[0] - v[1]; }, {rnd({2, 1, 3}, 3), rnd({4, 1}, 4)});
-  grad_parity([](const auto& v) { return v[0] * v[1]; }, {rnd({2, 3}, 5), rnd({2, 1}, 6)});
-  grad_parity([](const auto& v) { return v[0] / v[1]; }, {rnd({2, 3}, 7), rnd({3}, 8, 0.5, 2)});
-  grad_parity([](const auto& v) { return 2.0 / v[0] + v[0] * 3.0 - 1.0; }, {rnd({4}, 9, 0.5, 2)});
-  grad_parity([](const auto& v) { return matmul(v[0], v[1], false, true); }, {rnd({2, 3, 4}, 10), rnd({5, 4}, 11)});
-  grad_parity([](const auto& v) { return matmul(v[0], v[1], true, false); }, {rnd({4, 3}, 12), rnd({2, 4, 5}, 13)});
-  grad_parity([](const auto& v) { return sum(v[0], 1) + mean(v[0], 1); }, {rnd({2, 3, 4}, 14)});
-  grad_parity([](const auto& v) { return sum(v[0]) + mean(v[0]); }, {rnd({2, 3}, 15)});
-  grad_parity([](const auto& v) { return exp(v[0]) + log(v[1]) + sqrt(v[1]) + pow(v[1], 1.5); },
-              {rnd({3, 2}, 16), rnd({3, 2}, 17, 0.5, 2)});
-  grad_parity([](const auto& v) { return relu(v[0]) + gelu(v[0]) + sigmoid(v[0]) + tanh(v[0]); }, {rnd({3, 4}, 18, -2, 2)});
-  grad_parity([](const auto& v) { return softmax(v[0], 1) + log_softmax(v[0], 0); }, {rnd({3, 4}, 19, -2, 2)});
-  grad_parity([](const auto& v) { return l2_normalize(v[0], 1); }, {rnd({3, 4}, 20)});
-  grad_parity([](const auto& v) { return max(v[0], 1); }, {rnd({3, 4, 2}, 21)});
-  grad_parity([](const auto& v) { return permute(reshape(v[0], {4, 3, 2}), {2, 0, 1}); }, {rnd({2, 3, 4}, 22)});
-  grad_parity([](const auto& v) { return slice(v[0], 1, 1, 3) + reshape(index(v[0], 1, 0), {2, 1, 4}); }, {rnd({2, 3, 4}, 23)});
-  grad_parity(
-      [](const auto& v) {
-        using V = std::decay_t<decltype(v[0])>;
-        return concat(std::vector<V>{v[0], v[1]}, 0);
-      },
-      {rnd({2, 3}, 24), rnd({1, 3}, 25)});
+TEST_CASE("cuda policy: every op of the op table (tests/op_cases.hpp) agrees with cpu, value and gradients") {
+  int cases = 0;
+  protoseg_test::op_table::for_each_op_case([&](const std::string& name, const std::vector<tensor<double>>& in, auto f) {
+    CAPTURE(name);
+    grad_parity(f, in);
+    ++cases;
+  });
+  CHECK(cases >= 100);  // the table is not empty by accident
 }
 
 TEST_CASE("cuda policy: the AdamW update primitive agrees with the cpu one and the tensor-operation reference") {

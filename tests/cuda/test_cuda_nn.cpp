@@ -50,33 +50,12 @@ void module_parity(MC& mc, MG& mg, F f, const tensor<float>& x, double rtol = mo
 
 }  // namespace
 
-TEST_CASE("cuda nn: conv2d (im2col / col2im + GEMM, pointwise, depthwise) forward and gradients") {
-  struct conf {
-    shape x, w;
-    nn::conv2d_params p;
-  };
-  for (const conf& c : {conf{{2, 3, 7, 6}, {4, 3, 3, 3}, {.stride = 2, .padding = 1}},
-                        conf{{1, 4, 6, 6}, {6, 2, 3, 3}, {.stride = 1, .padding = 2, .dilation = 2, .groups = 2}},
-                        conf{{2, 5, 6, 5}, {5, 1, 3, 3}, {.stride = 1, .padding = 1, .groups = 5}},
-                        conf{{2, 4, 7, 6}, {4, 1, 3, 3}, {.stride = 2, .padding = 1, .groups = 4}},
-                        conf{{1, 2, 6, 7}, {2, 1, 3, 3}, {.stride = {2, 3}, .padding = {1, 0}, .dilation = {1, 2}, .groups = 2}},
-                        conf{{2, 3, 3, 4}, {2, 3, 1, 1}, {}},
-                        conf{{1, 3, 9, 9}, {8, 3, 7, 7}, {.stride = 4, .padding = 3}}}) {
-    CAPTURE(c.x);
-    CAPTURE(c.w);
-    const auto p = c.p;
-    grad_parity([p](const auto& v) { return nn::functional::conv2d(v[0], v[1], v[2], p); },
-                {rnd(c.x, 1), rnd(c.w, 2), rnd({c.w[0]}, 3)});
-    grad_parity([p](const auto& v) { return nn::functional::conv2d(v[0], v[1], {}, p); }, {rnd(c.x, 4), rnd(c.w, 5)});
-  }
-}
-
-TEST_CASE("cuda nn: linear, layer_norm and batch_norm (training and eval) forward and gradients") {
-  grad_parity([](const auto& v) { return nn::functional::linear(v[0], v[1], v[2]); },
-              {rnd({2, 3, 4}, 1), rnd({5, 4}, 2), rnd({5}, 3)});
+// Every op's value and gradients are compared on the op table in
+// test_cuda.cpp; here: what the table cannot hold (state updated in place,
+// shapes large enough to need several chunks).
+TEST_CASE("cuda nn: layer_norm over long rows; batch_norm in training updates the running statistics alike") {
   grad_parity([](const auto& v) { return nn::functional::layer_norm(v[0], v[1], v[2], 1e-6); },
               {rnd({4, 3, 70}, 4), rnd({70}, 5), rnd({70}, 6)});
-  grad_parity([](const auto& v) { return nn::functional::layer_norm(v[0]); }, {rnd({5, 9}, 7)});
   // Batch norm in training updates running statistics on both policies alike.
   auto rm = rnd({3}, 8, -0.1, 0.1), rv = rnd({3}, 9, 0.5, 1.5);
   auto rmc = rm.clone(), rvc = rv.clone();
@@ -90,12 +69,6 @@ TEST_CASE("cuda nn: linear, layer_norm and batch_norm (training and eval) forwar
       {rnd({3, 3, 4, 5}, 10, -2, 3), rnd({3}, 11), rnd({3}, 12)});
   CHECK(agree(rmg, rmc));
   CHECK(agree(rvg, rvc));
-  grad_parity(
-      [&](const auto& v) {
-        using P = typename std::decay_t<decltype(v[0])>::policy_type;
-        return nn::functional::batch_norm(v[0], rm.to<P>(), rv.to<P>(), v[1], v[2], false);
-      },
-      {rnd({2, 3, 3, 3}, 13), rnd({3}, 14), rnd({3}, 15)});
 }
 
 TEST_CASE("cuda nn: two-stage reductions over several chunks (layer-norm parameters, channel statistics, depthwise weights)") {
@@ -107,56 +80,6 @@ TEST_CASE("cuda nn: two-stage reductions over several chunks (layer-norm paramet
   }, {rnd({2, 3, 33, 17}, 4, -1, 3), rnd({3}, 5), rnd({3}, 6)});
   grad_parity([](const auto& v) { return nn::functional::conv2d(v[0], v[1], v[2], {.padding = 1, .groups = 3}); },
               {rnd({2, 3, 21, 9}, 7), rnd({3, 1, 3, 3}, 8), rnd({3}, 9)});
-}
-
-TEST_CASE("cuda nn: bilinear and nearest resize, max pooling, dropout masks") {
-  for (bool ac : {false, true})
-    for (auto [oh, ow] : {std::pair<std::int64_t, std::int64_t>{11, 13}, {3, 2}, {5, 6}, {20, 24}}) {
-      CAPTURE(ac);
-      CAPTURE(oh);
-      CAPTURE(ow);
-      grad_parity([=](const auto& v) { return nn::functional::interpolate(v[0], oh, ow, {.align_corners = ac}); },
-                  {rnd({2, 3, 5, 6}, 1)});
-    }
-  grad_parity([](const auto& v) {
-    return nn::functional::interpolate(v[0], 9, 4, {.mode = backend::resize_mode::nearest});
-  }, {rnd({2, 2, 5, 6}, 2)});
-  grad_parity([](const auto& v) { return nn::functional::max_pool2d(v[0], {.kernel_size = 3, .stride = 2, .padding = 1}); },
-              {rnd({2, 3, 9, 8}, 3)});
-  // upsampled_cross_entropy in one band and in bands of 2 rows (the resize
-  // backward accumulating band by band).
-  {
-    std::vector<std::int64_t> lv(2 * 7 * 9);
-    for (std::size_t i = 0; i < lv.size(); ++i) lv[i] = i % 13 == 4 ? 255 : static_cast<std::int64_t>(i * 7 % 3);
-    const auto labels = tensor<std::int64_t>::from_vector(lv, {2, 7, 9});
-    for (std::int64_t scratch : {std::int64_t(16) << 20, std::int64_t(2 * 3 * 9 * sizeof(float))})
-      for (bool ac : {false, true}) {
-        CAPTURE(scratch);
-        CAPTURE(ac);
-        grad_parity([&](const auto& v) {
-          using V = std::decay_t<decltype(v[0])>;
-          using Pol = typename V::policy_type;
-          return nn::functional::upsampled_cross_entropy(
-              v[0], labels.to<Pol>(), ac, cross_entropy_options<typename V::value_type, Pol>{.ignore_index = 255},
-              scratch);
-        }, {rnd({2, 3, 4, 5}, 4)});
-      }
-  }
-  grad_parity([](const auto& v) { return nn::functional::max_pool2d(v[0], {.kernel_size = {2, 3}, .stride = {2, 1}}); },
-              {rnd({1, 2, 6, 7}, 4)});
-  // Masks are drawn on the host from the same generator: identical on both.
-  grad_parity([](const auto& v) {
-    generator g(5);
-    return nn::functional::dropout(v[0], 0.4, g);
-  }, {rnd({6, 7}, 5)});
-  grad_parity([](const auto& v) {
-    generator g(6);
-    return nn::functional::dropout2d(v[0], 0.4, g);
-  }, {rnd({3, 4, 2, 2}, 6)});
-  grad_parity([](const auto& v) {
-    generator g(7);
-    return nn::functional::drop_path(v[0], 0.4, g);
-  }, {rnd({5, 3, 2}, 7)});
 }
 
 TEST_CASE("cuda nn: SegFormer attention, Mix-FFN and patch embedding modules") {
