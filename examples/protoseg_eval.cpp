@@ -84,7 +84,7 @@ int run(int argc, char** argv) {
   ex::write_text(dir / "confusion.csv", csv.str());
   if (pictures > 0)
     ps::data::write_png(dir / "predictions.png",
-                        ps::viz::prediction_grid(ev.examples, val->class_names(), ps::viz::make_palette(C),
+                        ps::viz::prediction_grid(ev.examples, val->class_names(), ps::viz::palette_for(val->palette(), C),
                                                  "validation predictions", c.dataset == "fashion-scenes" ? 3 : 1));
   std::cout << "wrote " << (dir / "metrics.json").string() << ", confusion.csv"
             << (pictures > 0 ? ", predictions.png" : "") << "\n";

@@ -76,7 +76,7 @@ int run(int argc, char** argv) {
   else throw ps::io_error("'" + weights + "' has neither prototypes nor a classifier: not a segmentation model");
   ex::model_type model(ex::model_options_of(c, C));
   ex::load_weights(model, state, weights);
-  const auto palette = ps::viz::make_palette(C);
+  const auto palette = ps::viz::palette_for(ps::data::palette_of_kind(c.dataset), C);
   const fs::path dir(out);
   fs::create_directories(dir);
   const auto io = ex::inference_options_of(c);

@@ -281,7 +281,7 @@ void write_embedding(const fs::path& out, ex::model_type& m, const ps::data::seg
   title << "pixel embeddings (" << npix << ", dots) and prototypes (" << C * M << ", diamonds), " << how;
   ps::data::write_png(out / "embedding.png",
                       ps::viz::embedding_scatter(Y, labels, is_proto, val.class_names(),
-                                                 ps::viz::make_palette(C), title.str()));
+                                                 ps::viz::palette_for(val.palette(), C), title.str()));
 }
 
 int run(int argc, char** argv) {
@@ -474,7 +474,7 @@ int run(int argc, char** argv) {
   ex::write_text(out / "val.csv", csv_val(vals));
   ex::write_text(out / "log.csv", csv_log(log));
   model.save((out / "model.safetensors").string(), {{"config", t.to_json().dump()}});
-  const auto palette = ps::viz::make_palette(C);
+  const auto palette = ps::viz::palette_for(val_set->palette(), C);
   ps::data::write_png(out / "predictions.png",
                       ps::viz::prediction_grid(ev.examples, names, palette, "validation predictions",
                                                c.dataset == "fashion-scenes" ? 3 : 1));

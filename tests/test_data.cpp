@@ -552,6 +552,12 @@ TEST_CASE("ade20k_dataset: layout, reduce_zero_label, class names, order, root o
       CHECK(ds.class_names()[2] == "sky");
       CHECK(ds.class_names()[7] == "bed");
       CHECK(ds.class_names()[149] == "flag");
+      // mmsegmentation's palette: one colour per class, wall (120, 120, 120), flag (92, 0, 255)
+      const auto pal = ds.palette();
+      REQUIRE(pal.size() == 150);
+      CHECK(pal[0] == ps::data::rgb_color{120, 120, 120});
+      CHECK(pal[149] == ps::data::rgb_color{92, 0, 255});
+      CHECK(ps::data::palette_of_kind("ADE20K") == pal);
       CHECK(ds.description() == "ADE20K training: 2 images under " + base.string());
       CHECK(ds.image_path(0).filename() == "ADE_train_00000001.jpg");
       CHECK(ds.label_path(1) == base / "annotations/training/ADE_train_00000002.png");
@@ -662,6 +668,11 @@ TEST_CASE("cityscapes_dataset: city folders, labelTrainIds used as is, labelIds 
   CHECK(ds.num_classes() == 19);
   CHECK(ds.class_names()[0] == "road");
   CHECK(ds.class_names()[18] == "bicycle");
+  // cityscapesScripts' colours: road (128, 64, 128), bicycle (119, 11, 32)
+  REQUIRE(ds.palette().size() == 19);
+  CHECK(ds.palette()[0] == ps::data::rgb_color{128, 64, 128});
+  CHECK(ds.palette()[18] == ps::data::rgb_color{119, 11, 32});
+  CHECK(ps::data::palette_of_kind("cityscapes") == ds.palette());
   CHECK(ds.description() == "Cityscapes train: 2 images under " + root.string());
   auto a = ds.get(0), b = ds.get(1);
   CHECK(a.name == "aachen_000000_000019");
@@ -803,6 +814,8 @@ TEST_CASE("folder_dataset and read_class_list: nested pairs, class lists, errors
   ps::data::folder_dataset ds(images, labels, classes);
   REQUIRE(ds.size() == 3);
   CHECK(ds.class_names() == classes);
+  CHECK(ds.palette().empty());  // no published colours: pictures generate a palette
+  CHECK(ps::data::palette_of_kind("folder").empty());
   CHECK(ds.get(0).name == "a");
   CHECK(ds.get(1).name == "sub/b.bmp");
   CHECK(ds.get(2).name == "z");

@@ -136,6 +136,10 @@ TEST_CASE("palettes: distinct, deterministic, published colours") {
   CHECK(ade[149] == viz::color{92, 0, 255});   // flag
   CHECK(viz::ade20k_class_names().size() == 150);
   CHECK(viz::ade20k_class_names()[149] == "flag");
+  // pictures use a data set's published palette when it covers every class
+  CHECK(viz::palette_for(protoseg::data::palette_of_kind("cityscapes"), 19) == cs);
+  CHECK(viz::palette_for(protoseg::data::palette_of_kind("cityscapes"), 20) == viz::make_palette(20));
+  CHECK(viz::palette_for({}, 11) == viz::make_palette(11));
 }
 
 TEST_CASE("colorize and overlay: pixel values") {

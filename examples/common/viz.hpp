@@ -24,6 +24,8 @@
 
 #include <Eigen/Dense>
 
+#include <protoseg/data/dataset_info.hpp>
+
 #include <protoseg/error.hpp>
 #include <protoseg/tensor/random.hpp>
 #include <protoseg/tensor/tensor.hpp>
@@ -117,71 +119,34 @@ inline palette make_palette(std::int64_t num_classes) {
   return p;
 }
 
-/// The 19 Cityscapes train-id colours (road, sidewalk, ..., bicycle), as
-/// published with the data set's scripts (and mmseg's CityscapesDataset).
-inline palette cityscapes_palette() {
-  static constexpr std::uint8_t rgb[] = {
-      128, 64,  128, 244, 35,  232, 70,  70,  70,  102, 102, 156, 190, 153, 153, 153, 153, 153, 250, 170,
-      30,  220, 220, 0,   107, 142, 35,  152, 251, 152, 70,  130, 180, 220, 20,  60,  255, 0,   0,   0,
-      0,   142, 0,   0,   70,  0,   60,  100, 0,   80,  100, 0,   0,   230, 119, 11,  32};
-  return detail::from_flat(rgb, 19);
+/// A palette from the data set tables (data/dataset_info.hpp).
+inline palette from_dataset(const std::vector<protoseg::data::rgb_color>& p) {
+  palette out(p.size());
+  for (std::size_t i = 0; i < p.size(); ++i) out[i] = {p[i][0], p[i][1], p[i][2]};
+  return out;
 }
 
-/// The 19 Cityscapes train-id class names.
+/// The 19 Cityscapes train-id colours (data::cityscapes_palette_rgb).
+inline palette cityscapes_palette() { return from_dataset(protoseg::data::palette_from(protoseg::data::cityscapes_palette_rgb)); }
+
+/// The 19 Cityscapes train-id class names (data::cityscapes_classes).
 inline std::vector<std::string> cityscapes_class_names() {
-  return {"road",       "sidewalk", "building", "wall",  "fence", "pole",  "traffic light",
-          "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car",
-          "truck",      "bus",      "train",    "motorcycle", "bicycle"};
+  return {protoseg::data::cityscapes_classes.begin(), protoseg::data::cityscapes_classes.end()};
 }
 
-/// The 150 ADE20K (SceneParse150) colours, class ids 0..149 after the
-/// background is removed (mmseg's ADE20KDataset palette).
-inline palette ade20k_palette() {
-  static constexpr std::uint8_t rgb[] = {
-      120, 120, 120, 180, 120, 120, 6,   230, 230, 80,  50,  50,  4,   200, 3,   120, 120, 80,  140, 140, 140,
-      204, 5,   255, 230, 230, 230, 4,   250, 7,   224, 5,   255, 235, 255, 7,   150, 5,   61,  120, 120, 70,
-      8,   255, 51,  255, 6,   82,  143, 255, 140, 204, 255, 4,   255, 51,  7,   204, 70,  3,   0,   102, 200,
-      61,  230, 250, 255, 6,   51,  11,  102, 255, 255, 7,   71,  255, 9,   224, 9,   7,   230, 220, 220, 220,
-      255, 9,   92,  112, 9,   255, 8,   255, 214, 7,   255, 224, 255, 184, 6,   10,  255, 71,  255, 41,  10,
-      7,   255, 255, 224, 255, 8,   102, 8,   255, 255, 61,  6,   255, 194, 7,   255, 122, 8,   0,   255, 20,
-      255, 8,   41,  255, 5,   153, 6,   51,  255, 235, 12,  255, 160, 150, 20,  0,   163, 255, 140, 140, 140,
-      250, 10,  15,  20,  255, 0,   31,  255, 0,   255, 31,  0,   255, 224, 0,   153, 255, 0,   0,   0,   255,
-      255, 71,  0,   0,   235, 255, 0,   173, 255, 31,  0,   255, 11,  200, 200, 255, 82,  0,   0,   255, 245,
-      0,   61,  255, 0,   255, 112, 0,   255, 133, 255, 0,   0,   255, 163, 0,   255, 102, 0,   194, 255, 0,
-      0,   143, 255, 51,  255, 0,   0,   82,  255, 0,   255, 41,  0,   255, 173, 10,  0,   255, 173, 255, 0,
-      0,   255, 153, 255, 92,  0,   255, 0,   255, 255, 0,   245, 255, 0,   102, 255, 173, 0,   255, 0,   20,
-      255, 184, 184, 0,   31,  255, 0,   255, 61,  0,   71,  255, 255, 0,   204, 0,   255, 194, 0,   255, 82,
-      0,   10,  255, 0,   112, 255, 51,  0,   255, 0,   194, 255, 0,   122, 255, 0,   255, 163, 255, 153, 0,
-      0,   255, 10,  255, 112, 0,   143, 255, 0,   82,  0,   255, 163, 255, 0,   255, 235, 0,   8,   184, 170,
-      133, 0,   255, 0,   255, 92,  184, 0,   255, 255, 0,   31,  0,   184, 255, 0,   214, 255, 255, 0,   112,
-      92,  255, 0,   0,   224, 255, 112, 224, 255, 70,  184, 160, 163, 0,   255, 153, 0,   255, 71,  255, 0,
-      255, 0,   163, 255, 204, 0,   255, 0,   143, 0,   255, 235, 133, 255, 0,   255, 0,   235, 245, 0,   255,
-      255, 0,   122, 255, 245, 0,   10,  190, 212, 214, 255, 0,   0,   204, 255, 20,  0,   255, 255, 255, 0,
-      0,   153, 255, 0,   41,  255, 0,   255, 204, 41,  0,   255, 41,  255, 0,   173, 0,   255, 0,   245, 255,
-      71,  0,   255, 122, 0,   255, 0,   255, 184, 0,   92,  255, 184, 255, 0,   0,   133, 255, 255, 214, 0,
-      25,  194, 194, 102, 255, 0,   92,  0,   255};
-  static_assert(sizeof(rgb) == 150 * 3, "ADE20K has 150 colours");
-  return detail::from_flat(rgb, 150);
-}
+/// The 150 ADE20K colours by train id (data::ade20k_palette_rgb).
+inline palette ade20k_palette() { return from_dataset(protoseg::data::palette_from(protoseg::data::ade20k_palette_rgb)); }
 
-/// The 150 ADE20K (SceneParse150) class names, in id order.
+/// The 150 ADE20K class names by train id (data::ade20k_classes).
 inline std::vector<std::string> ade20k_class_names() {
-  return {"wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass", "cabinet",
-          "sidewalk", "person", "earth", "door", "table", "mountain", "plant", "curtain", "chair", "car", "water",
-          "painting", "sofa", "shelf", "house", "sea", "mirror", "rug", "field", "armchair", "seat", "fence", "desk",
-          "rock", "wardrobe", "lamp", "bathtub", "railing", "cushion", "base", "box", "column", "signboard",
-          "chest of drawers", "counter", "sand", "sink", "skyscraper", "fireplace", "refrigerator", "grandstand",
-          "path", "stairs", "runway", "case", "pool table", "pillow", "screen door", "stairway", "river", "bridge",
-          "bookcase", "blind", "coffee table", "toilet", "flower", "book", "hill", "bench", "countertop", "stove",
-          "palm", "kitchen island", "computer", "swivel chair", "boat", "bar", "arcade machine", "hovel", "bus",
-          "towel", "light", "truck", "tower", "chandelier", "awning", "streetlight", "booth", "television receiver",
-          "airplane", "dirt track", "apparel", "pole", "land", "bannister", "escalator", "ottoman", "bottle",
-          "buffet", "poster", "stage", "van", "ship", "fountain", "conveyer belt", "canopy", "washer", "plaything",
-          "swimming pool", "stool", "barrel", "basket", "waterfall", "tent", "bag", "minibike", "cradle", "oven",
-          "ball", "food", "step", "tank", "trade name", "microwave", "pot", "animal", "bicycle", "lake",
-          "dishwasher", "screen", "blanket", "sculpture", "hood", "sconce", "vase", "traffic light", "tray",
-          "ashcan", "fan", "pier", "crt screen", "plate", "monitor", "bulletin board", "shower", "radiator", "glass",
-          "clock", "flag"};
+  return {protoseg::data::ade20k_classes.begin(), protoseg::data::ade20k_classes.end()};
+}
+
+/// The palette pictures of a data set use: its published one when it has
+/// one for all of its `num_classes` classes, else make_palette.
+inline palette palette_for(const std::vector<protoseg::data::rgb_color>& published, std::int64_t num_classes) {
+  if (static_cast<std::int64_t>(published.size()) == num_classes) return from_dataset(published);
+  return make_palette(num_classes);
 }
 
 // ---- images --------------------------------------------------------------------

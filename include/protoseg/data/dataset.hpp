@@ -11,6 +11,7 @@
 /// evaluation. Readers convert their on-disk label encodings to this form and
 /// refuse ids that are neither a class nor the ignore label, naming the file.
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -31,6 +32,9 @@ struct sample {
 
 /// A random-access segmentation data set. `get` must be safe to call from
 /// several threads at once (the batch loader's workers do).
+/// An RGB colour.
+using rgb_color = std::array<std::uint8_t, 3>;
+
 class segmentation_dataset {
  public:
   virtual ~segmentation_dataset() = default;
@@ -43,6 +47,10 @@ class segmentation_dataset {
   virtual const std::vector<std::string>& class_names() const = 0;
   /// A short description ("ADE20K training, 20210 images at /data/ade").
   virtual std::string description() const = 0;
+  /// The colours of the classes by train id, as the data set's own tools
+  /// draw them; empty when the data set has none (pictures then use a
+  /// generated palette).
+  virtual std::vector<rgb_color> palette() const { return {}; }
 
   std::int64_t num_classes() const { return static_cast<std::int64_t>(class_names().size()); }
 };

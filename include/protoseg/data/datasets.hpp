@@ -32,113 +32,15 @@
 #include <vector>
 
 #include "protoseg/data/dataset.hpp"
+#include "protoseg/data/dataset_info.hpp"
 #include "protoseg/data/image_read.hpp"
 #include "protoseg/error.hpp"
 #include "protoseg/tensor/tensor.hpp"
 
 namespace protoseg::data {
 
-// ---- class lists and label tables ----------------------------------------------------------
+// The class lists, label tables and palettes are in dataset_info.hpp.
 
-/// The 150 ADE20K (SceneParsing) class names by train id, as mmsegmentation's
-/// ADE20KDataset lists them (train id = annotation value - 1).
-inline constexpr std::array<std::string_view, 150> ade20k_classes = {
-    "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass", "cabinet",
-    "sidewalk", "person", "earth", "door", "table", "mountain", "plant", "curtain", "chair", "car", "water",
-    "painting", "sofa", "shelf", "house", "sea", "mirror", "rug", "field", "armchair", "seat", "fence", "desk",
-    "rock", "wardrobe", "lamp", "bathtub", "railing", "cushion", "base", "box", "column", "signboard",
-    "chest of drawers", "counter", "sand", "sink", "skyscraper", "fireplace", "refrigerator", "grandstand",
-    "path", "stairs", "runway", "case", "pool table", "pillow", "screen door", "stairway", "river", "bridge",
-    "bookcase", "blind", "coffee table", "toilet", "flower", "book", "hill", "bench", "countertop", "stove",
-    "palm", "kitchen island", "computer", "swivel chair", "boat", "bar", "arcade machine", "hovel", "bus",
-    "towel", "light", "truck", "tower", "chandelier", "awning", "streetlight", "booth", "television receiver",
-    "airplane", "dirt track", "apparel", "pole", "land", "bannister", "escalator", "ottoman", "bottle",
-    "buffet", "poster", "stage", "van", "ship", "fountain", "conveyer belt", "canopy", "washer", "plaything",
-    "swimming pool", "stool", "barrel", "basket", "waterfall", "tent", "bag", "minibike", "cradle", "oven",
-    "ball", "food", "step", "tank", "trade name", "microwave", "pot", "animal", "bicycle", "lake", "dishwasher",
-    "screen", "blanket", "sculpture", "hood", "sconce", "vase", "traffic light", "tray", "ashcan", "fan",
-    "pier", "crt screen", "plate", "monitor", "bulletin board", "shower", "radiator", "glass", "clock", "flag"
-};
-
-/// The 19 Cityscapes evaluation classes by train id (cityscapesScripts labels.py).
-inline constexpr std::array<std::string_view, 19> cityscapes_classes = {
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation", "terrain",
-    "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"};
-
-/// Cityscapes label id (0..33, the values of `*_gtFine_labelIds.png`) to train
-/// id (0..18, or 255 for classes not evaluated), from cityscapesScripts
-/// labels.py. The license plate (id -1) cannot occur in a PNG.
-inline constexpr std::array<std::uint8_t, 34> cityscapes_label_id_to_train_id = {
-    255, 255, 255, 255, 255, 255, 255,  // unlabeled, ego vehicle, rectification border, out of roi, static, dynamic, ground
-    0,   1,                             // road, sidewalk
-    255, 255,                           // parking, rail track
-    2,   3,   4,                        // building, wall, fence
-    255, 255, 255,                      // guard rail, bridge, tunnel
-    5,                                  // pole
-    255,                                // polegroup
-    6,   7,   8,   9,   10,  11,  12,  13,  14,  15,  // traffic light .. bus
-    255, 255,                           // caravan, trailer
-    16,  17,  18};                      // train, motorcycle, bicycle
-
-/// The 171 COCO-Stuff 164k class names by train id (80 things, then 91 stuff
-/// classes), as mmsegmentation's COCOStuffDataset lists them.
-inline constexpr std::array<std::string_view, 171> coco_stuff_classes = {
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
-    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush", "banner", "blanket", "branch", "bridge", "building-other", "bush",
-    "cabinet", "cage", "cardboard", "carpet", "ceiling-other", "ceiling-tile", "cloth", "clothes", "clouds",
-    "counter", "cupboard", "curtain", "desk-stuff", "dirt", "door-stuff", "fence", "floor-marble",
-    "floor-other", "floor-stone", "floor-tile", "floor-wood", "flower", "fog", "food-other", "fruit",
-    "furniture-other", "grass", "gravel", "ground-other", "hill", "house", "leaves", "light", "mat", "metal",
-    "mirror-stuff", "moss", "mountain", "mud", "napkin", "net", "paper", "pavement", "pillow", "plant-other",
-    "plastic", "platform", "playingfield", "railing", "railroad", "river", "road", "rock", "roof", "rug",
-    "salad", "sand", "sea", "shelf", "sky-other", "skyscraper", "snow", "solid-other", "stairs", "stone",
-    "straw", "structural-other", "table", "tent", "textile-other", "towel", "tree", "vegetable", "wall-brick",
-    "wall-concrete", "wall-other", "wall-panel", "wall-stone", "wall-tile", "wall-wood", "water-other",
-    "waterdrops", "window-blind", "window-other", "wood"
-};
-
-namespace data_detail {
-// The eleven ids in 0..181 that COCO never assigned (the 2017 category ids
-// 12, 26, 29, 30, 45, 66, 68, 69, 71, 83, 91, minus one).
-inline constexpr std::array<int, 11> coco_stuff_unused_ids = {11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90};
-
-constexpr std::array<std::uint8_t, 182> make_coco_stuff_table() {
-  std::array<std::uint8_t, 182> t{};
-  int next = 0;
-  for (int id = 0; id < 182; ++id) {
-    const bool unused = std::find(coco_stuff_unused_ids.begin(), coco_stuff_unused_ids.end(), id) !=
-                        coco_stuff_unused_ids.end();
-    t[static_cast<std::size_t>(id)] = unused ? std::uint8_t{255} : static_cast<std::uint8_t>(next++);
-  }
-  return t;
-}
-
-template <std::size_t N>
-constexpr bool all_named(const std::array<std::string_view, N>& names) {
-  for (auto n : names)
-    if (n.empty()) return false;
-  return true;
-}
-}  // namespace data_detail
-
-/// COCO-Stuff 164k class id (0..181, the values of the raw stuff-thing maps
-/// `stuffthingmaps_trainval2017/*.png`) to train id (0..170), the table of
-/// mmsegmentation's tools/dataset_converters/coco_stuff164k.py; the eleven
-/// ids COCO never assigned map to 255, as does the unlabeled value 255.
-inline constexpr std::array<std::uint8_t, 182> coco_stuff_class_id_to_train_id = data_detail::make_coco_stuff_table();
-
-static_assert(data_detail::all_named(ade20k_classes) && data_detail::all_named(cityscapes_classes) &&
-                  data_detail::all_named(coco_stuff_classes),
-              "protoseg: a class-name table has fewer names than its size");
-static_assert(coco_stuff_class_id_to_train_id[181] == 170 && coco_stuff_class_id_to_train_id[91] == 80,
-              "protoseg: the COCO-Stuff table must map 182 ids onto 171 train ids");
 
 // ---- the shared reader ---------------------------------------------------------------------
 
@@ -322,6 +224,8 @@ std::vector<std::string> to_strings(const std::array<std::string_view, N>& names
 /// id v - 1 (mmsegmentation's `reduce_zero_label`); 255 stays ignored.
 class ade20k_dataset : public file_pair_dataset {
  public:
+  /// mmsegmentation's ADE20K palette.
+  std::vector<rgb_color> palette() const override { return palette_from(ade20k_palette_rgb); }
   /// Lists the split's files; throws `value_error` for an unknown split and
   /// `io_error` naming the directory or file for a missing root, split
   /// directory, images, or label file.
@@ -381,6 +285,8 @@ class ade20k_dataset : public file_pair_dataset {
 /// "val" or "test".
 class cityscapes_dataset : public file_pair_dataset {
  public:
+  /// cityscapesScripts' train-id colours.
+  std::vector<rgb_color> palette() const override { return palette_from(cityscapes_palette_rgb); }
   /// Lists the split's files; throws `value_error` for an unknown split and
   /// `io_error` naming the directory or file for a missing root, split
   /// directory, images, or label file.
