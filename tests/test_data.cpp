@@ -907,6 +907,18 @@ TEST_CASE("open_dataset: folder layouts with and without split directories, unkn
   m = error_of<ps::value_error>([&] { (void)ps::data::open_dataset("pascal-voc", root, "train"); });
   CHECK(contains(m, "unknown data set kind 'pascal-voc'"));
   CHECK(contains(m, "ade20k, cityscapes, coco-stuff, folder"));
+  // the table: names, aliases in any case, one summary each
+  CHECK(ps::data::dataset_kind_names() == std::vector<std::string>{"ade20k", "cityscapes", "coco-stuff", "folder"});
+  for (const auto& k : ps::data::dataset_kinds()) {
+    CAPTURE(k.name);
+    CHECK(!k.summary.empty());
+    CHECK(k.open);
+  }
+  // any case and the aliases reach the right reader (its own errors prove it)
+  CHECK(contains(error_of<ps::io_error>([&] { (void)ps::data::open_dataset("FOLDER", root, "train"); }), "classes.txt"));
+  CHECK(contains(error_of<ps::io_error>(
+                     [&] { (void)ps::data::open_dataset("COCO_Stuff164k", tmp.path / "nowhere", "val"); }),
+                 (tmp.path / "nowhere").string()));
   CHECK(contains(error_of<ps::io_error>([&] { (void)ps::data::open_dataset("cityscapes", tmp.path / "no", "val"); }),
                  "does not exist"));
 }

@@ -5,6 +5,7 @@
 // JSON keys may use '-' or '_'). Every option has a help line and a default
 // chosen for the built-in Fashion-MNIST scenes.
 
+#include <protoseg/data/datasets.hpp>
 #include <protoseg/error.hpp>
 #include <protoseg/io/json.hpp>
 
@@ -31,7 +32,7 @@ struct usage_error : std::runtime_error {
 /// the Fashion-MNIST scenes with 2 threads (docs/benchmarks.md).
 struct train_config {
   // data
-  std::string dataset = "fashion-scenes";  // fashion-scenes|ade20k|cityscapes|coco-stuff|folder
+  std::string dataset = "fashion-scenes";  // fashion-scenes or a name of data::dataset_kinds()
   std::string data_root;                   // data set root (Fashion-MNIST directory for fashion-scenes)
   std::string train_split = "train";
   std::string val_split = "val";
@@ -374,8 +375,13 @@ inline void add_model_options(option_table& t, train_config& c) {
 }
 
 inline void add_data_options(option_table& t, train_config& c) {
-  t.add_string("dataset", &c.dataset, "data set: fashion-scenes, ade20k, cityscapes, coco-stuff or folder",
-               {"fashion-scenes", "ade20k", "cityscapes", "coco-stuff", "folder"});
+  // The choices are the built-in scenes and every kind the library's data
+  // set table opens (protoseg::data::dataset_kinds()).
+  std::vector<std::string> kinds = {"fashion-scenes"};
+  for (const auto& k : protoseg::data::dataset_kind_names()) kinds.push_back(k);
+  std::string help = "data set:";
+  for (std::size_t i = 0; i < kinds.size(); ++i) help += (i == 0 ? " " : i + 1 == kinds.size() ? " or " : ", ") + kinds[i];
+  t.add_string("dataset", &c.dataset, help, kinds);
   t.add_string("data-root", &c.data_root, "data set root (fashion-scenes: the Fashion-MNIST directory)");
   t.add_string("train-split", &c.train_split, "training split name");
   t.add_string("val-split", &c.val_split, "validation split name");

@@ -23,6 +23,7 @@
 #include <cctype>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -484,37 +485,74 @@ class folder_dataset : public file_pair_dataset {
 
 // ---- by name -------------------------------------------------------------------------------
 
-/// Opens a data set by kind: "ade20k", "cityscapes", "coco-stuff" (COCO-Stuff
-/// 164k) or "folder". Splits "train" and "val" work for every kind. A folder
-/// data set reads `root/images/<split>` with `root/labels/<split>`, or
+/// A folder data set: `root/images/<split>` with `root/labels/<split>`, or
 /// `root/images` with `root/labels` when `root/images` has no split
 /// directories (none of train, val, test, training, validation) or `split`
-/// is empty, and its class names from `root/classes.txt`. Throws
-/// `value_error` for an unknown kind or split, and what the reader throws.
+/// is empty; class names from `root/classes.txt`.
+inline std::shared_ptr<segmentation_dataset> open_folder_dataset(const std::filesystem::path& root,
+                                                                 const std::string& split) {
+  namespace fs = std::filesystem;
+  data_detail::require_dir(root, "folder data set", "the root directory",
+                           " (expected images/, labels/ and classes.txt in it)");
+  auto classes = read_class_list(root / "classes.txt");
+  const fs::path images = root / "images", labels = root / "labels";
+  if (!split.empty() && data_detail::is_dir(images / split))
+    return std::make_shared<folder_dataset>(images / split, labels / split, std::move(classes));
+  if (!split.empty())
+    for (const char* s : {"train", "val", "test", "training", "validation"})
+      if (data_detail::is_dir(images / s))
+        ::protoseg::detail::fail<io_error>("folder data set: the split directory '", (images / split).string(),
+                                           "' does not exist (but '", (images / s).string(), "' does)");
+  return std::make_shared<folder_dataset>(images, labels, std::move(classes));
+}
+
+/// A data set kind that `open_dataset` knows: its name, other spellings it
+/// accepts, a one-line description (for --help and docs) and how to open a
+/// split of it.
+struct dataset_kind {
+  std::string name;
+  std::vector<std::string> aliases;
+  std::string summary;
+  std::function<std::shared_ptr<segmentation_dataset>(const std::filesystem::path&, const std::string&)> open;
+};
+
+/// Every data set kind `open_dataset` opens, in the order tools list them.
+/// A new reader is one class and one row here.
+inline const std::vector<dataset_kind>& dataset_kinds() {
+  static const std::vector<dataset_kind> kinds = {
+      {"ade20k", {"ade"}, "ADE20K (SceneParsing, 150 classes)",
+       [](const std::filesystem::path& r, const std::string& s) { return std::make_shared<ade20k_dataset>(r, s); }},
+      {"cityscapes", {}, "Cityscapes fine annotations (19 classes)",
+       [](const std::filesystem::path& r, const std::string& s) { return std::make_shared<cityscapes_dataset>(r, s); }},
+      {"coco-stuff", {"coco_stuff", "coco-stuff164k", "coco_stuff164k"}, "COCO-Stuff 164k (171 classes)",
+       [](const std::filesystem::path& r, const std::string& s) {
+         return std::make_shared<coco_stuff164k_dataset>(r, s);
+       }},
+      {"folder", {}, "images with single-channel label PNGs and a classes.txt", open_folder_dataset},
+  };
+  return kinds;
+}
+
+/// The names of dataset_kinds(), in order.
+inline std::vector<std::string> dataset_kind_names() {
+  std::vector<std::string> names;
+  for (const auto& k : dataset_kinds()) names.push_back(k.name);
+  return names;
+}
+
+/// Opens a data set by kind (a name or alias of dataset_kinds(), any case):
+/// "ade20k", "cityscapes", "coco-stuff" (COCO-Stuff 164k) or "folder" (see
+/// open_folder_dataset). Splits "train" and "val" work for every kind.
+/// Throws `value_error` for an unknown kind or split, and what the reader
+/// throws.
 inline std::shared_ptr<segmentation_dataset> open_dataset(const std::string& kind, const std::filesystem::path& root,
                                                           const std::string& split) {
-  namespace fs = std::filesystem;
   const std::string k = data_detail::lower(kind);
-  if (k == "ade20k" || k == "ade") return std::make_shared<ade20k_dataset>(root, split);
-  if (k == "cityscapes") return std::make_shared<cityscapes_dataset>(root, split);
-  if (k == "coco-stuff" || k == "coco_stuff" || k == "coco-stuff164k" || k == "coco_stuff164k")
-    return std::make_shared<coco_stuff164k_dataset>(root, split);
-  if (k == "folder") {
-    data_detail::require_dir(root, "folder data set", "the root directory",
-                             " (expected images/, labels/ and classes.txt in it)");
-    auto classes = read_class_list(root / "classes.txt");
-    const fs::path images = root / "images", labels = root / "labels";
-    if (!split.empty() && data_detail::is_dir(images / split))
-      return std::make_shared<folder_dataset>(images / split, labels / split, std::move(classes));
-    if (!split.empty())
-      for (const char* s : {"train", "val", "test", "training", "validation"})
-        if (data_detail::is_dir(images / s))
-          ::protoseg::detail::fail<io_error>("folder data set: the split directory '", (images / split).string(),
-                                             "' does not exist (but '", (images / s).string(), "' does)");
-    return std::make_shared<folder_dataset>(images, labels, std::move(classes));
-  }
-  ::protoseg::detail::fail<value_error>("open_dataset: unknown data set kind '", kind,
-                                        "'; valid kinds: ade20k, cityscapes, coco-stuff, folder");
+  for (const auto& d : dataset_kinds())
+    if (k == d.name || std::find(d.aliases.begin(), d.aliases.end(), k) != d.aliases.end()) return d.open(root, split);
+  std::string valid;
+  for (const auto& d : dataset_kinds()) valid += (valid.empty() ? "" : ", ") + d.name;
+  ::protoseg::detail::fail<value_error>("open_dataset: unknown data set kind '", kind, "'; valid kinds: ", valid);
 }
 
 }  // namespace protoseg::data
