@@ -752,6 +752,23 @@ TEST_CASE("segmentation model: prototype and softmax heads assembled from a name
   // The decoder widths SegFormer uses by default.
   CHECK(models::segmentation_model<float>({.backbone = "mit_b0", .num_classes = 2})
             .segformer->options().embed_dim == 256);
+  // The backbone table: every name once, with its published decoder; the
+  // model reaches the encoder through the backbone interface.
+  CHECK(models::backbone_names() == std::vector<std::string>{"mit_b0", "mit_b1", "mit_b2", "mit_b3", "mit_b4", "mit_b5",
+                                                             "resnet18", "resnet34", "resnet50", "resnet101"});
+  for (const auto& b : models::backbone_table<float>()) {
+    CAPTURE(b.name);
+    CHECK(!b.summary.empty());
+    CHECK(b.decoder == (b.name.rfind("mit_", 0) == 0 ? "segformer" : "fcn"));
+    CHECK(b.make);
+  }
+  models::segmentation_model<float> r16({.backbone = "resnet18", .num_classes = 2, .resnet_width = 16});
+  CHECK(r16.encoder->stage_channels() == std::array<std::int64_t, 4>{16, 32, 64, 128});
+  CHECK(r16.res != nullptr);
+  CHECK(r16.mit == nullptr);
+  CHECK(r16.fcn->options().channels == 512);  // FCN, published width
+  r16.eval();
+  CHECK(r16.features(small).size() == 4);
 }
 
 // ---- refusals ------------------------------------------------------------------------------------
@@ -760,6 +777,8 @@ TEST_CASE("bad input is refused with clear errors") {
   CHECK_THROWS_WITH_AS(models::mit_config("mit_b9"), doctest::Contains("mit_b9"), value_error);
   CHECK_THROWS_WITH_AS(models::resnet_config("resnet152"), doctest::Contains("resnet152"), value_error);
   CHECK_THROWS_WITH_AS(models::segmentation_model<float>({.backbone = "vgg16"}), doctest::Contains("vgg16"), value_error);
+  CHECK_THROWS_WITH_AS(models::segmentation_model<float>({.backbone = "mit_b9"}),
+                       doctest::Contains("expected one of mit_b0, mit_b1"), value_error);
   auto r18 = models::resnet_config("resnet18");
   r18.output_stride = 4;
   CHECK_THROWS_WITH_AS(models::resnet<float>{r18}, doctest::Contains("output_stride is 4"), value_error);

@@ -6,6 +6,7 @@
 // chosen for the built-in Fashion-MNIST scenes.
 
 #include <protoseg/data/datasets.hpp>
+#include <protoseg/models/model.hpp>
 #include <protoseg/error.hpp>
 #include <protoseg/io/json.hpp>
 
@@ -352,8 +353,7 @@ class option_table {
 /// The options shared by the trainer and the evaluator, bound to `c`.
 inline void add_model_options(option_table& t, train_config& c) {
   t.add_string("model", &c.model, "backbone: mit_b0 ... mit_b5, resnet18, resnet34, resnet50, resnet101",
-               {"mit_b0", "mit_b1", "mit_b2", "mit_b3", "mit_b4", "mit_b5", "resnet18", "resnet34", "resnet50",
-                "resnet101"});
+               protoseg::models::backbone_names());  // every row of models::backbone_table
   t.add_string("head", &c.head, "proto (ProtoSeg prototypes) or softmax (parametric 1x1 classifier)",
                {"proto", "softmax"});
   t.add_string("decoder", &c.decoder, "auto (SegFormer MLP for MiT, FCN for ResNet), segformer or fcn",

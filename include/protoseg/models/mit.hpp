@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "protoseg/models/backbone.hpp"
 #include "protoseg/nn/module_list.hpp"
 #include "protoseg/nn/attention.hpp"
 #include "protoseg/nn/dropout.hpp"
@@ -109,7 +110,7 @@ class mit_block : public nn::module<T, P> {
 /// The Mix Transformer encoder. Children patch_embed1..4, block1..4 (lists
 /// of mit_block), norm1..4.
 template <class T, class P = cpu>
-class mix_transformer : public nn::module<T, P> {
+class mix_transformer : public backbone<T, P> {
  public:
   using variable_type = variable<T, P>;
 
@@ -176,6 +177,8 @@ class mix_transformer : public nn::module<T, P> {
     return outs;
   }
   std::vector<variable_type> operator()(const variable_type& x) { return forward(x); }
+  std::vector<variable_type> features(const variable_type& x) override { return forward(x); }
+  std::array<std::int64_t, 4> stage_channels() const override { return opt_.embed_dims; }
 
   std::array<std::shared_ptr<nn::overlap_patch_embed<T, P>>, 4> patch_embed;
   std::array<std::shared_ptr<nn::module_list<T, P>>, 4> blocks;

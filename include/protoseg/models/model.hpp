@@ -13,8 +13,11 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <functional>
 #include <string>
+#include <vector>
 
+#include "protoseg/models/backbone.hpp"
 #include "protoseg/models/fcn_head.hpp"
 #include "protoseg/models/mit.hpp"
 #include "protoseg/models/resnet.hpp"
@@ -66,6 +69,72 @@ struct model_options {
 
 /// The result of a forward pass: class logits at stride 4, and the
 /// prototype head's output (scores, targets) when that head is used.
+/// A backbone the segmentation model builds by name: its name, a one-line
+/// summary, the decoder it is published with ("segformer" or "fcn") and
+/// that decoder's published width, and how to build it from the model's
+/// options. A new backbone is its own file (a `backbone<T, P>`) and one row
+/// in backbone_table.
+template <class T, class P>
+struct backbone_entry {
+  std::string name;
+  std::string summary;
+  std::string decoder;
+  std::int64_t decoder_dim = 0;
+  std::function<std::shared_ptr<backbone<T, P>>(const model_options&)> make;
+};
+
+namespace detail_model {
+template <class T, class P>
+backbone_entry<T, P> mit_entry(const char* name, const char* summary, std::int64_t decoder_dim) {
+  return {name, summary, "segformer", decoder_dim, [n = std::string(name)](const model_options& o) {
+            auto mo = mit_config(n);
+            mo.in_channels = o.in_channels;
+            mo.drop_path_rate = o.drop_path_rate;
+            mo.seed = o.seed;
+            return std::shared_ptr<backbone<T, P>>(std::make_shared<mix_transformer<T, P>>(mo));
+          }};
+}
+template <class T, class P>
+backbone_entry<T, P> resnet_entry(const char* name, const char* summary) {
+  return {name, summary, "fcn", 512, [n = std::string(name)](const model_options& o) {
+            auto ro = resnet_config(n);
+            ro.in_channels = o.in_channels;
+            ro.deep_stem = o.deep_stem;
+            ro.output_stride = o.output_stride;
+            ro.zero_init_residual = o.zero_init_residual;
+            if (o.resnet_width > 0) ro.stem_channels = ro.base_width = o.resnet_width;
+            ro.seed = o.seed;
+            return std::shared_ptr<backbone<T, P>>(std::make_shared<resnet<T, P>>(ro));
+          }};
+}
+}  // namespace detail_model
+
+/// Every backbone `segmentation_model` builds, in the order tools list them.
+template <class T, class P = cpu>
+const std::vector<backbone_entry<T, P>>& backbone_table() {
+  using namespace detail_model;
+  static const std::vector<backbone_entry<T, P>> table = {
+      mit_entry<T, P>("mit_b0", "Mix Transformer B0 (SegFormer, 3.7 M parameters)", 256),
+      mit_entry<T, P>("mit_b1", "Mix Transformer B1", 256),
+      mit_entry<T, P>("mit_b2", "Mix Transformer B2", 768),
+      mit_entry<T, P>("mit_b3", "Mix Transformer B3", 768),
+      mit_entry<T, P>("mit_b4", "Mix Transformer B4", 768),
+      mit_entry<T, P>("mit_b5", "Mix Transformer B5", 768),
+      resnet_entry<T, P>("resnet18", "ResNet-18 (basic blocks)"),
+      resnet_entry<T, P>("resnet34", "ResNet-34 (basic blocks)"),
+      resnet_entry<T, P>("resnet50", "ResNet-50 (bottlenecks)"),
+      resnet_entry<T, P>("resnet101", "ResNet-101 (bottlenecks)"),
+  };
+  return table;
+}
+
+/// The names of backbone_table(), in order.
+inline std::vector<std::string> backbone_names() {
+  std::vector<std::string> names;
+  for (const auto& b : backbone_table<float, cpu>()) names.push_back(b.name);
+  return names;
+}
+
 template <class T, class P = cpu>
 struct model_output {
   variable<T, P> logits;
@@ -79,42 +148,31 @@ class segmentation_model : public nn::module<T, P> {
 
   explicit segmentation_model(const model_options& o) : opt_(o) {
     nn::detail_init::require_positive(o.num_classes, "segmentation_model", "num_classes");
-    const bool is_mit = o.backbone.rfind("mit_", 0) == 0;
-    const bool is_resnet = o.backbone.rfind("resnet", 0) == 0;
-    if (!is_mit && !is_resnet)
-      ::protoseg::detail::fail<value_error>("segmentation_model: backbone is '", o.backbone,
-                                            "', expected mit_b0 ... mit_b5 or resnet18, resnet34, resnet50, resnet101");
+    const backbone_entry<T, P>* entry = nullptr;
+    for (const auto& b : backbone_table<T, P>())
+      if (b.name == o.backbone) entry = &b;
+    if (!entry) {
+      std::string valid;
+      for (const auto& b : backbone_table<T, P>()) valid += (valid.empty() ? "" : ", ") + b.name;
+      ::protoseg::detail::fail<value_error>("segmentation_model: backbone is '", o.backbone, "', expected one of ",
+                                            valid);
+    }
     if (o.decoder != "auto" && o.decoder != "segformer" && o.decoder != "fcn")
       ::protoseg::detail::fail<value_error>("segmentation_model: decoder is '", o.decoder,
                                             "', expected auto, segformer or fcn");
-    const bool use_segformer = o.decoder == "segformer" || (o.decoder == "auto" && is_mit);
+    const std::string decoder = o.decoder == "auto" ? entry->decoder : o.decoder;
+    const bool use_segformer = decoder == "segformer";
     const std::int64_t classes = o.head == head_kind::softmax ? o.num_classes : 0;
-    std::array<std::int64_t, 4> stage_channels{};
-    if (is_mit) {
-      auto mo = mit_config(o.backbone);
-      mo.in_channels = o.in_channels;
-      mo.drop_path_rate = o.drop_path_rate;
-      mo.seed = o.seed;
-      mit = std::make_shared<mix_transformer<T, P>>(mo);
-      backbone = this->register_module("backbone", std::shared_ptr<nn::module<T, P>>(mit));
-      stage_channels = mo.embed_dims;
-    } else {
-      auto ro = resnet_config(o.backbone);
-      ro.in_channels = o.in_channels;
-      ro.deep_stem = o.deep_stem;
-      ro.output_stride = o.output_stride;
-      ro.zero_init_residual = o.zero_init_residual;
-      if (o.resnet_width > 0) ro.stem_channels = ro.base_width = o.resnet_width;
-      ro.seed = o.seed;
-      res = std::make_shared<resnet<T, P>>(ro);
-      backbone = this->register_module("backbone", std::shared_ptr<nn::module<T, P>>(res));
-      stage_channels = res->out_channels();
-    }
+    encoder = entry->make(o);
+    backbone = this->register_module("backbone", std::shared_ptr<nn::module<T, P>>(encoder));
+    mit = std::dynamic_pointer_cast<mix_transformer<T, P>>(encoder);
+    res = std::dynamic_pointer_cast<resnet<T, P>>(encoder);
+    const std::array<std::int64_t, 4> stage_channels = encoder->stage_channels();
     std::int64_t width = 0;
     if (use_segformer) {
       segformer_head_options ho;
       ho.in_channels = stage_channels;
-      ho.embed_dim = o.decoder_dim > 0 ? o.decoder_dim : (o.backbone == "mit_b0" || o.backbone == "mit_b1" ? 256 : 768);
+      ho.embed_dim = o.decoder_dim > 0 ? o.decoder_dim : (entry->decoder == "segformer" ? entry->decoder_dim : 768);
       ho.num_classes = classes;
       ho.dropout = o.decoder_dropout;
       ho.seed = o.seed + 1;
@@ -124,7 +182,7 @@ class segmentation_model : public nn::module<T, P> {
     } else {
       fcn_head_options fo;
       fo.in_channels = stage_channels[3];
-      fo.channels = o.decoder_dim > 0 ? o.decoder_dim : 512;
+      fo.channels = o.decoder_dim > 0 ? o.decoder_dim : (entry->decoder == "fcn" ? entry->decoder_dim : 512);
       fo.num_classes = classes;
       fo.dropout = o.decoder_dropout;
       fo.seed = o.seed + 1;
@@ -168,15 +226,14 @@ class segmentation_model : public nn::module<T, P> {
   }
 
   /// The backbone's four features.
-  std::vector<variable_type> features(const variable_type& image) {
-    return mit ? mit->forward(image) : res->forward(image);
-  }
+  std::vector<variable_type> features(const variable_type& image) { return encoder->features(image); }
   /// The decoder's output: class logits (softmax head) or features.
   variable_type decode(const std::vector<variable_type>& feats) {
     return segformer ? segformer->forward(feats) : fcn->forward(feats);
   }
 
   std::shared_ptr<nn::module<T, P>> backbone, decode_head;
+  std::shared_ptr<models::backbone<T, P>> encoder;  ///< the backbone, through its interface
   std::shared_ptr<mix_transformer<T, P>> mit;      ///< the backbone when it is a MiT
   std::shared_ptr<resnet<T, P>> res;               ///< the backbone when it is a ResNet
   std::shared_ptr<segformer_head<T, P>> segformer; ///< the decoder with a MiT

@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "protoseg/models/backbone.hpp"
 #include "protoseg/nn/module_list.hpp"
 #include "protoseg/nn/conv.hpp"
 #include "protoseg/nn/norm.hpp"
@@ -130,7 +131,7 @@ class resnet_block : public nn::module<T, P> {
 };
 
 template <class T, class P = cpu>
-class resnet : public nn::module<T, P> {
+class resnet : public backbone<T, P> {
  public:
   using variable_type = variable<T, P>;
 
@@ -200,6 +201,8 @@ class resnet : public nn::module<T, P> {
   const resnet_options& options() const noexcept { return opt_; }
   /// Channels of the four outputs (64..512, or 256..2048 with bottlenecks).
   const std::array<std::int64_t, 4>& out_channels() const noexcept { return channels_; }
+  std::array<std::int64_t, 4> stage_channels() const override { return channels_; }
+  std::vector<variable_type> features(const variable_type& x) override { return forward(x); }
 
   /// x (B, in_channels, H, W) -> the outputs of layer1..layer4 (strides 4,
   /// 8, 16, 32, or capped at output_stride).
