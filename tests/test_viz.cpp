@@ -137,8 +137,9 @@ TEST_CASE("palettes: distinct, deterministic, published colours") {
   CHECK(viz::ade20k_class_names().size() == 150);
   CHECK(viz::ade20k_class_names()[149] == "flag");
   // pictures use a data set's published palette when it covers every class
-  CHECK(viz::palette_for(protoseg::data::palette_of_kind("cityscapes"), 19) == cs);
-  CHECK(viz::palette_for(protoseg::data::palette_of_kind("cityscapes"), 20) == viz::make_palette(20));
+  const auto published = protoseg::data::palette_from(protoseg::data::cityscapes_palette_rgb);
+  CHECK(viz::palette_for(published, 19) == cs);
+  CHECK(viz::palette_for(published, 20) == viz::make_palette(20));
   CHECK(viz::palette_for({}, 11) == viz::make_palette(11));
 }
 

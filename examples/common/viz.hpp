@@ -47,7 +47,7 @@
 namespace protoseg::viz {
 
 /// An RGB colour.
-using color = std::array<std::uint8_t, 3>;
+using color = protoseg::data::rgb_color;  // std::array<std::uint8_t, 3>
 /// One colour per class id.
 using palette = std::vector<color>;
 /// An (H, W, 3) RGB image.
@@ -84,12 +84,6 @@ inline color hsv(double h, double s, double v) {
   return {u8(r), u8(g), u8(b)};
 }
 
-inline palette from_flat(const std::uint8_t* rgb, std::size_t n) {
-  palette p(n);
-  for (std::size_t i = 0; i < n; ++i) p[i] = {rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]};
-  return p;
-}
-
 }  // namespace detail
 
 /// A palette for `num_classes` classes: class 0 (background) dark grey, the
@@ -119,15 +113,8 @@ inline palette make_palette(std::int64_t num_classes) {
   return p;
 }
 
-/// A palette from the data set tables (data/dataset_info.hpp).
-inline palette from_dataset(const std::vector<protoseg::data::rgb_color>& p) {
-  palette out(p.size());
-  for (std::size_t i = 0; i < p.size(); ++i) out[i] = {p[i][0], p[i][1], p[i][2]};
-  return out;
-}
-
 /// The 19 Cityscapes train-id colours (data::cityscapes_palette_rgb).
-inline palette cityscapes_palette() { return from_dataset(protoseg::data::palette_from(protoseg::data::cityscapes_palette_rgb)); }
+inline palette cityscapes_palette() { return protoseg::data::palette_from(protoseg::data::cityscapes_palette_rgb); }
 
 /// The 19 Cityscapes train-id class names (data::cityscapes_classes).
 inline std::vector<std::string> cityscapes_class_names() {
@@ -135,7 +122,7 @@ inline std::vector<std::string> cityscapes_class_names() {
 }
 
 /// The 150 ADE20K colours by train id (data::ade20k_palette_rgb).
-inline palette ade20k_palette() { return from_dataset(protoseg::data::palette_from(protoseg::data::ade20k_palette_rgb)); }
+inline palette ade20k_palette() { return protoseg::data::palette_from(protoseg::data::ade20k_palette_rgb); }
 
 /// The 150 ADE20K class names by train id (data::ade20k_classes).
 inline std::vector<std::string> ade20k_class_names() {
@@ -144,8 +131,8 @@ inline std::vector<std::string> ade20k_class_names() {
 
 /// The palette pictures of a data set use: its published one when it has
 /// one for all of its `num_classes` classes, else make_palette.
-inline palette palette_for(const std::vector<protoseg::data::rgb_color>& published, std::int64_t num_classes) {
-  if (static_cast<std::int64_t>(published.size()) == num_classes) return from_dataset(published);
+inline palette palette_for(const palette& published, std::int64_t num_classes) {
+  if (static_cast<std::int64_t>(published.size()) == num_classes) return published;
   return make_palette(num_classes);
 }
 

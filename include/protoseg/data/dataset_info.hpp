@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -160,15 +159,6 @@ std::vector<rgb_color> palette_from(const std::array<std::uint8_t, N>& flat) {
   std::vector<rgb_color> p(N / 3);
   for (std::size_t i = 0; i < p.size(); ++i) p[i] = {flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]};
   return p;
-}
-
-/// The published palette of a data set kind ("ade20k", "cityscapes"), or an
-/// empty one for kinds that have none (pictures then use a generated one).
-inline std::vector<rgb_color> palette_of_kind(std::string kind) {
-  std::transform(kind.begin(), kind.end(), kind.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-  if (kind == "ade20k" || kind == "ade") return palette_from(ade20k_palette_rgb);
-  if (kind == "cityscapes") return palette_from(cityscapes_palette_rgb);
-  return {};
 }
 
 }  // namespace protoseg::data

@@ -507,13 +507,14 @@ inline std::shared_ptr<segmentation_dataset> open_folder_dataset(const std::file
 }
 
 /// A data set kind that `open_dataset` knows: its name, other spellings it
-/// accepts, a one-line description (for --help and docs) and how to open a
-/// split of it.
+/// accepts, a one-line description (for --help and docs), how to open a
+/// split of it, and its published class colours (empty when it has none).
 struct dataset_kind {
   std::string name;
   std::vector<std::string> aliases;
   std::string summary;
   std::function<std::shared_ptr<segmentation_dataset>(const std::filesystem::path&, const std::string&)> open;
+  std::vector<rgb_color> palette;
 };
 
 /// Every data set kind `open_dataset` opens, in the order tools list them.
@@ -521,14 +522,17 @@ struct dataset_kind {
 inline const std::vector<dataset_kind>& dataset_kinds() {
   static const std::vector<dataset_kind> kinds = {
       {"ade20k", {"ade"}, "ADE20K (SceneParsing, 150 classes)",
-       [](const std::filesystem::path& r, const std::string& s) { return std::make_shared<ade20k_dataset>(r, s); }},
+       [](const std::filesystem::path& r, const std::string& s) { return std::make_shared<ade20k_dataset>(r, s); },
+       palette_from(ade20k_palette_rgb)},
       {"cityscapes", {}, "Cityscapes fine annotations (19 classes)",
-       [](const std::filesystem::path& r, const std::string& s) { return std::make_shared<cityscapes_dataset>(r, s); }},
+       [](const std::filesystem::path& r, const std::string& s) { return std::make_shared<cityscapes_dataset>(r, s); },
+       palette_from(cityscapes_palette_rgb)},
       {"coco-stuff", {"coco_stuff", "coco-stuff164k", "coco_stuff164k"}, "COCO-Stuff 164k (171 classes)",
        [](const std::filesystem::path& r, const std::string& s) {
          return std::make_shared<coco_stuff164k_dataset>(r, s);
-       }},
-      {"folder", {}, "images with single-channel label PNGs and a classes.txt", open_folder_dataset},
+       },
+       {}},
+      {"folder", {}, "images with single-channel label PNGs and a classes.txt", open_folder_dataset, {}},
   };
   return kinds;
 }
@@ -540,6 +544,23 @@ inline std::vector<std::string> dataset_kind_names() {
   return names;
 }
 
+/// The row of dataset_kinds() whose name or alias is `kind` (any case), or
+/// null.
+inline const dataset_kind* find_dataset_kind(const std::string& kind) {
+  const std::string k = data_detail::lower(kind);
+  for (const auto& d : dataset_kinds())
+    if (k == d.name || std::find(d.aliases.begin(), d.aliases.end(), k) != d.aliases.end()) return &d;
+  return nullptr;
+}
+
+/// The published palette of a data set kind (a name or alias of
+/// dataset_kinds(), any case), without opening the data set; empty for kinds
+/// that have none or that are unknown (pictures then use a generated one).
+inline std::vector<rgb_color> palette_of_kind(const std::string& kind) {
+  const dataset_kind* d = find_dataset_kind(kind);
+  return d ? d->palette : std::vector<rgb_color>{};
+}
+
 /// Opens a data set by kind (a name or alias of dataset_kinds(), any case):
 /// "ade20k", "cityscapes", "coco-stuff" (COCO-Stuff 164k) or "folder" (see
 /// open_folder_dataset). Splits "train" and "val" work for every kind.
@@ -547,9 +568,7 @@ inline std::vector<std::string> dataset_kind_names() {
 /// throws.
 inline std::shared_ptr<segmentation_dataset> open_dataset(const std::string& kind, const std::filesystem::path& root,
                                                           const std::string& split) {
-  const std::string k = data_detail::lower(kind);
-  for (const auto& d : dataset_kinds())
-    if (k == d.name || std::find(d.aliases.begin(), d.aliases.end(), k) != d.aliases.end()) return d.open(root, split);
+  if (const dataset_kind* d = find_dataset_kind(kind)) return d->open(root, split);
   std::string valid;
   for (const auto& d : dataset_kinds()) valid += (valid.empty() ? "" : ", ") + d.name;
   ::protoseg::detail::fail<value_error>("open_dataset: unknown data set kind '", kind, "'; valid kinds: ", valid);

@@ -11,10 +11,6 @@
 
 #include "protoseg/autograd/variable.hpp"
 #include "protoseg/backend/default.hpp"
-#include "protoseg/ops/arithmetic.hpp"
-#include "protoseg/ops/layout.hpp"
-#include "protoseg/ops/reduction.hpp"
-#include "protoseg/tensor/creation.hpp"
 #include "protoseg/tensor/math.hpp"
 
 namespace protoseg::nn {

@@ -38,8 +38,8 @@ struct segmented_result {
 
 namespace detail {
 
-/// Checks CSR offsets against N rows; returns the largest class size.
-inline std::int64_t check_offsets(const tensor<std::int64_t>& offsets, std::int64_t N, const char* who) {
+/// Checks CSR offsets against N rows (non-decreasing, from 0 to N).
+inline void check_offsets(const tensor<std::int64_t>& offsets, std::int64_t N, const char* who) {
   if (!offsets.defined() || offsets.rank() != 1 || offsets.numel() < 1)
     protoseg::detail::fail<shape_error>(who, ": offsets: got ", offsets.defined() ? "shape " : "an undefined tensor",
                                         offsets.defined() ? offsets.shape() : shape{},
@@ -48,17 +48,13 @@ inline std::int64_t check_offsets(const tensor<std::int64_t>& offsets, std::int6
   const std::int64_t C = offsets.numel() - 1;
   if (off[0] != 0)
     protoseg::detail::fail<value_error>(who, ": offsets[0]: got ", off[0], ", expected 0");
-  std::int64_t largest = 0;
-  for (std::int64_t c = 0; c < C; ++c) {
+  for (std::int64_t c = 0; c < C; ++c)
     if (off[c + 1] < off[c])
       protoseg::detail::fail<value_error>(who, ": offsets: got offsets[", c + 1, "] = ", off[c + 1], " < offsets[", c,
                                           "] = ", off[c], ", expected non-decreasing offsets");
-    largest = std::max(largest, off[c + 1] - off[c]);
-  }
   if (off[C] != N)
     protoseg::detail::fail<value_error>(who, ": offsets[", C, "]: got ", off[C], ", expected N = ", N,
                                         " (the number of score rows)");
-  return largest;
 }
 
 }  // namespace detail

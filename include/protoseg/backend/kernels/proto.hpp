@@ -17,6 +17,15 @@ namespace protoseg::backend {
 
 namespace kernels {
 
+/// 1 / max(||v||, 1e-12) of the D values at v (F.normalize's denominator).
+template <class T>
+PROTOSEG_HOST_DEVICE T inv_norm(const T* v, std::int64_t D) {
+  T s = 0;
+  for (std::int64_t d = 0; d < D; ++d) s += v[d] * v[d];
+  const T nrm = std::sqrt(s);
+  return T(1) / (nrm > T(1e-12) ? nrm : T(1e-12));
+}
+
 struct nearest_labels_fn {
   const std::int64_t* in;
   std::int64_t* out;
@@ -38,10 +47,7 @@ struct normalize_row_fn {
   std::int64_t D;
   PROTOSEG_HOST_DEVICE void operator()(std::int64_t r) const {
     T* p = x + r * D;
-    T s = 0;
-    for (std::int64_t d = 0; d < D; ++d) s += p[d] * p[d];
-    const T nrm = std::sqrt(s);
-    const T inv = T(1) / (nrm > T(1e-12) ? nrm : T(1e-12));
+    const T inv = inv_norm(p, D);
     for (std::int64_t d = 0; d < D; ++d) p[d] *= inv;
   }
 };
@@ -125,12 +131,6 @@ struct momentum_row_fn {
   std::int64_t D;
   T gamma;
   T* p;
-  PROTOSEG_HOST_DEVICE static T inv_norm(const T* v, std::int64_t D) {
-    T s = 0;
-    for (std::int64_t d = 0; d < D; ++d) s += v[d] * v[d];
-    const T nrm = std::sqrt(s);
-    return T(1) / (nrm > T(1e-12) ? nrm : T(1e-12));
-  }
   PROTOSEG_HOST_DEVICE void operator()(std::int64_t k) const {
     T* pk = p + k * D;
     if (seg[k + 1] > seg[k]) {
