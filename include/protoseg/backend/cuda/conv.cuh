@@ -4,7 +4,6 @@
 /// depthwise kernels, one output element per work item (gather form, so no
 /// atomics and the same code runs on Thrust's OpenMP system).
 
-#include <thrust/device_vector.h>
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/tabulate.h>
@@ -157,36 +156,36 @@ struct conv<cuda> {
   template <class T>
   static void im2col(const T* x, T* col, const conv_geometry& g) {
     const std::int64_t n = g.channels * g.kernel_h * g.kernel_w * g.out_h * g.out_w;
-    if (n > 0) thrust::tabulate(cuda_detail::dp(col), cuda_detail::dp(col) + n, cuda_detail::im2col_fn<T>{x, g});
+    if (n > 0) thrust::tabulate(cuda_detail::exec(), cuda_detail::dp(col), cuda_detail::dp(col) + n, cuda_detail::im2col_fn<T>{x, g});
   }
   template <class T>
   static void col2im(const T* col, T* x, const conv_geometry& g) {
     const std::int64_t n = g.channels * g.height * g.width;
-    if (n > 0) thrust::tabulate(cuda_detail::dp(x), cuda_detail::dp(x) + n, cuda_detail::col2im_fn<T>{col, g});
+    if (n > 0) thrust::tabulate(cuda_detail::exec(), cuda_detail::dp(x), cuda_detail::dp(x) + n, cuda_detail::col2im_fn<T>{col, g});
   }
   template <class T>
   static void im2col_batch(const T* x, T* col, std::int64_t n, const conv_geometry& g) {
     const std::int64_t total = n * g.channels * g.kernel_h * g.kernel_w * g.out_h * g.out_w;
     if (total > 0)
-      thrust::tabulate(cuda_detail::dp(col), cuda_detail::dp(col) + total, cuda_detail::im2col_fn<T>{x, g, n});
+      thrust::tabulate(cuda_detail::exec(), cuda_detail::dp(col), cuda_detail::dp(col) + total, cuda_detail::im2col_fn<T>{x, g, n});
   }
   template <class T>
   static void col2im_batch(const T* col, T* x, std::int64_t n, const conv_geometry& g) {
     const std::int64_t total = n * g.channels * g.height * g.width;
     if (total > 0)
-      thrust::tabulate(cuda_detail::dp(x), cuda_detail::dp(x) + total, cuda_detail::col2im_fn<T>{col, g, n});
+      thrust::tabulate(cuda_detail::exec(), cuda_detail::dp(x), cuda_detail::dp(x) + total, cuda_detail::col2im_fn<T>{col, g, n});
   }
   template <class T>
   static void depthwise_forward(const T* x, const T* w, const T* bias, T* y, std::int64_t n, const conv_geometry& g) {
     const std::int64_t total = n * g.channels * g.out_h * g.out_w;
     if (total > 0)
-      thrust::tabulate(cuda_detail::dp(y), cuda_detail::dp(y) + total, cuda_detail::depthwise_forward_fn<T>{x, w, bias, g});
+      thrust::tabulate(cuda_detail::exec(), cuda_detail::dp(y), cuda_detail::dp(y) + total, cuda_detail::depthwise_forward_fn<T>{x, w, bias, g});
   }
   template <class T>
   static void depthwise_backward_input(const T* gy, const T* w, T* gx, std::int64_t n, const conv_geometry& g) {
     const std::int64_t total = n * g.channels * g.height * g.width;
     if (total > 0)
-      thrust::tabulate(cuda_detail::dp(gx), cuda_detail::dp(gx) + total,
+      thrust::tabulate(cuda_detail::exec(), cuda_detail::dp(gx), cuda_detail::dp(gx) + total,
                        cuda_detail::depthwise_backward_input_fn<T>{gy, w, g});
   }
   /// Two stages: partial sums over (sample, chunk of output rows), then one
@@ -197,11 +196,11 @@ struct conv<cuda> {
     if (total == 0) return;
     const std::int64_t chunks = (g.out_h + cuda_detail::dw_row_chunk - 1) / cuda_detail::dw_row_chunk;
     const std::int64_t per = n * chunks;
-    thrust::device_vector<double> part(static_cast<std::size_t>(total * per));
-    double* pp = thrust::raw_pointer_cast(part.data());
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(total * per),
+    cuda_detail::scratch<double> part(total * per);
+    double* pp = part.get();
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(total * per),
                      cuda_detail::depthwise_weight_partial_fn<T>{gy, x, pp, n, chunks, g});
-    thrust::tabulate(cuda_detail::dp(gw), cuda_detail::dp(gw) + total, cuda_detail::depthwise_weight_final_fn<T>{pp, per});
+    thrust::tabulate(cuda_detail::exec(), cuda_detail::dp(gw), cuda_detail::dp(gw) + total, cuda_detail::depthwise_weight_final_fn<T>{pp, per});
   }
 };
 

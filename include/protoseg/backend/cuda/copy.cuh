@@ -58,20 +58,20 @@ struct copy<cuda> {
       f.out_shape[d] = in_shape[perm[d]];
       f.stride[d] = in_stride[perm[d]];
     }
-    if (numel) thrust::tabulate(cuda_detail::dp(out), cuda_detail::dp(out) + numel, f);
+    if (numel) thrust::tabulate(cuda_detail::exec(), cuda_detail::dp(out), cuda_detail::dp(out) + numel, f);
   }
   template <class T>
   static void blocks(const T* src, std::int64_t src_stride, T* dst, std::int64_t dst_stride, std::int64_t rows,
                      std::int64_t cols) {
     if (rows <= 0 || cols <= 0) return;
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(rows * cols),
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(rows * cols),
                      cuda_detail::blocks_fn<T, false>{src, dst, src_stride, dst_stride, cols});
   }
   template <class T>
   static void add_blocks(const T* src, std::int64_t src_stride, T* dst, std::int64_t dst_stride, std::int64_t rows,
                          std::int64_t cols) {
     if (rows <= 0 || cols <= 0) return;
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(rows * cols),
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(rows * cols),
                      cuda_detail::blocks_fn<T, true>{src, dst, src_stride, dst_stride, cols});
   }
 };

@@ -43,24 +43,24 @@ template <>
 struct elementwise<cuda> {
   template <class T>
   static void fill(T* out, std::int64_t n, T value) {
-    if (n > 0) thrust::fill_n(cuda_detail::dp(out), n, value);
+    if (n > 0) thrust::fill_n(cuda_detail::exec(), cuda_detail::dp(out), n, value);
   }
   template <class T>
   static void iota(T* out, std::int64_t n, T start, T step) {
-    if (n > 0) thrust::tabulate(cuda_detail::dp(out), cuda_detail::dp(out) + n, cuda_detail::iota_fn<T>{start, step});
+    if (n > 0) thrust::tabulate(cuda_detail::exec(), cuda_detail::dp(out), cuda_detail::dp(out) + n, cuda_detail::iota_fn<T>{start, step});
   }
   template <class T, class U, class F>
   static void map(const T* in, U* out, std::int64_t n, F f) {
-    if (n > 0) thrust::transform(cuda_detail::dp(in), cuda_detail::dp(in) + n, cuda_detail::dp(out), f);
+    if (n > 0) thrust::transform(cuda_detail::exec(), cuda_detail::dp(in), cuda_detail::dp(in) + n, cuda_detail::dp(out), f);
   }
   template <class T, class F>
   static void zip(const T* a, const T* b, T* out, std::int64_t n, F f) {
     if (n > 0)
-      thrust::transform(cuda_detail::dp(a), cuda_detail::dp(a) + n, cuda_detail::dp(b), cuda_detail::dp(out), f);
+      thrust::transform(cuda_detail::exec(), cuda_detail::dp(a), cuda_detail::dp(a) + n, cuda_detail::dp(b), cuda_detail::dp(out), f);
   }
   template <class T, class F>
   static void zip_broadcast(const broadcast_geometry& g, const T* a, const T* b, T* out, F f) {
-    thrust::tabulate(cuda_detail::dp(out), cuda_detail::dp(out) + g.numel, cuda_detail::broadcast_fn<T, F>{g, a, b, f});
+    thrust::tabulate(cuda_detail::exec(), cuda_detail::dp(out), cuda_detail::dp(out) + g.numel, cuda_detail::broadcast_fn<T, F>{g, a, b, f});
   }
 };
 

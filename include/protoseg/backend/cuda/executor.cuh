@@ -19,7 +19,7 @@ struct executor<cuda> {
   template <class F>
   static void run(std::int64_t n, const F& f, std::int64_t /*work*/ = -1) {
     if (n <= 0) return;
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(n), f);
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(n), f);
   }
 };
 

@@ -4,6 +4,7 @@
 /// element per work item) when Thrust runs on its OpenMP device system, so
 /// that the cuda policy is testable on machines without a GPU.
 
+#include <thrust/copy.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/tabulate.h>
 
@@ -46,18 +47,24 @@ struct gemm_element_fn {
 };
 
 #if defined(PROTOSEG_CUBLAS)
+/// The cuBLAS handle of the cuda policy: bound to its stream, with a
+/// workspace from the device cache (cuBLAS then never allocates or
+/// synchronises by itself), default (fp32) math. Made on first use and never
+/// destroyed, as the stream.
 inline cublasHandle_t cublas_handle() {
-  thread_local struct holder {
+  static cublasHandle_t handle = [] {
     cublasHandle_t h = nullptr;
-    holder() {
-      if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS)
-        detail::fail<error>("cuda gemm: cublasCreate failed (is a CUDA device available?)");
-    }
-    ~holder() {
-      if (h) cublasDestroy(h);
-    }
-  } handle;
-  return handle.h;
+    if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS)
+      detail::fail<error>("cuda gemm: cublasCreate failed (is a CUDA device available?)");
+    if (cublasSetStream(h, stream()) != CUBLAS_STATUS_SUCCESS)
+      detail::fail<error>("cuda gemm: cublasSetStream failed");
+    constexpr std::size_t workspace_bytes = std::size_t(32) << 20;  // Hopper's recommended size
+    void* ws = device_allocate(workspace_bytes);
+    if (cublasSetWorkspace(h, ws, workspace_bytes) != CUBLAS_STATUS_SUCCESS)
+      detail::fail<error>("cuda gemm: cublasSetWorkspace failed");
+    return h;
+  }();
+  return handle;
 }
 #endif
 }  // namespace cuda_detail
@@ -77,6 +84,7 @@ struct gemm<cuda> {
       const cublasOperation_t oa = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
       const int ldb = static_cast<int>(trans_b ? k : n), lda = static_cast<int>(trans_a ? m : k);
       cublasStatus_t st;
+      cuda_detail::note_launch();
       if constexpr (std::is_same_v<T, float>)
         st = cublasSgemmStridedBatched(cuda_detail::cublas_handle(), ob, oa, int(n), int(m), int(k), &alpha, b, ldb,
                                        stride_b, a, lda, stride_a, &beta, c, int(n), stride_c, int(batch));
@@ -88,15 +96,15 @@ struct gemm<cuda> {
     }
 #endif
     // Pure-Thrust path. Results go through a temporary when beta != 0 reads C.
-    thrust::device_vector<T> tmp(static_cast<std::size_t>(batch * m * n));
-    thrust::tabulate(tmp.begin(), tmp.end(),
+    cuda_detail::scratch<T> tmp(batch * m * n);
+    thrust::tabulate(cuda_detail::exec(), tmp.begin(), tmp.end(),
                      cuda_detail::gemm_element_fn<T>{a, b, c, trans_a, trans_b, m, n, k, stride_a, stride_b, stride_c,
                                                      alpha, beta});
     if (stride_c == m * n) {
-      thrust::copy(tmp.begin(), tmp.end(), cuda_detail::dp(c));
+      thrust::copy(cuda_detail::exec(), tmp.begin(), tmp.end(), cuda_detail::dp(c));
     } else {
       for (std::int64_t i = 0; i < batch; ++i)
-        thrust::copy(tmp.begin() + i * m * n, tmp.begin() + (i + 1) * m * n, cuda_detail::dp(c + i * stride_c));
+        thrust::copy(cuda_detail::exec(), tmp.begin() + i * m * n, tmp.begin() + (i + 1) * m * n, cuda_detail::dp(c + i * stride_c));
     }
   }
 };

@@ -6,7 +6,6 @@
 /// one item per column / channel), so that a GPU has enough work items.
 /// Statistics accumulate in double.
 
-#include <thrust/device_vector.h>
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
 
@@ -117,13 +116,13 @@ struct norm<cuda> {
   template <class T>
   static void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, std::int64_t rows,
                                  std::int64_t n, double eps) {
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(rows),
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(rows),
                      kernels::layer_norm_row_fn<T>{x, gamma, beta, y, mean, rstd, n, eps});
   }
   template <class T>
   static void layer_norm_backward(const T* g, const T* x, const T* gamma, const T* mean, const T* rstd, T* gx,
                                   std::int64_t rows, std::int64_t n) {
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(rows),
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(rows),
                      kernels::layer_norm_backward_row_fn<T>{g, x, gamma, mean, rstd, gx, n});
   }
   template <class T>
@@ -131,13 +130,13 @@ struct norm<cuda> {
                                      std::int64_t rows, std::int64_t n) {
     if (n == 0) return;
     const std::int64_t chunks = rows > 0 ? (rows + cuda_detail::norm_chunk - 1) / cuda_detail::norm_chunk : 0;
-    thrust::device_vector<double> pg(static_cast<std::size_t>(chunks * n)), ph(static_cast<std::size_t>(chunks * n));
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(chunks * n),
-                     cuda_detail::layer_norm_param_partial_fn<T>{g, x, mean, rstd, thrust::raw_pointer_cast(pg.data()),
-                                                                 thrust::raw_pointer_cast(ph.data()), rows, n});
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(n),
-                     cuda_detail::layer_norm_param_final_fn<T>{thrust::raw_pointer_cast(pg.data()),
-                                                               thrust::raw_pointer_cast(ph.data()), ggamma, gbeta,
+    cuda_detail::scratch<double> pg(chunks * n), ph(chunks * n);
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(chunks * n),
+                     cuda_detail::layer_norm_param_partial_fn<T>{g, x, mean, rstd, pg.get(),
+                                                                 ph.get(), rows, n});
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(n),
+                     cuda_detail::layer_norm_param_final_fn<T>{pg.get(),
+                                                               ph.get(), ggamma, gbeta,
                                                                chunks, n});
   }
   template <class T>
@@ -146,13 +145,13 @@ struct norm<cuda> {
     const std::int64_t chunks = (hw + cuda_detail::norm_chunk - 1) / cuda_detail::norm_chunk;
     const std::int64_t per = n * chunks, items = c * per;
     const double inv = 1.0 / double(n * hw);
-    thrust::device_vector<double> part(static_cast<std::size_t>(items));
-    double* pp = thrust::raw_pointer_cast(part.data());
+    cuda_detail::scratch<double> part(items);
+    double* pp = part.get();
     auto first = thrust::counting_iterator<std::int64_t>(0);
-    thrust::for_each(first, first + items, cuda_detail::channel_partial_fn<T>{x, nullptr, nullptr, false, pp, nullptr, n, c, hw, chunks});
-    thrust::for_each(first, first + c, cuda_detail::channel_final_fn<T>{pp, mean, per, inv});
-    thrust::for_each(first, first + items, cuda_detail::channel_partial_fn<T>{x, nullptr, mean, true, pp, nullptr, n, c, hw, chunks});
-    thrust::for_each(first, first + c, cuda_detail::channel_final_fn<T>{pp, var, per, inv});
+    thrust::for_each(cuda_detail::exec(), first, first + items, cuda_detail::channel_partial_fn<T>{x, nullptr, nullptr, false, pp, nullptr, n, c, hw, chunks});
+    thrust::for_each(cuda_detail::exec(), first, first + c, cuda_detail::channel_final_fn<T>{pp, mean, per, inv});
+    thrust::for_each(cuda_detail::exec(), first, first + items, cuda_detail::channel_partial_fn<T>{x, nullptr, mean, true, pp, nullptr, n, c, hw, chunks});
+    thrust::for_each(cuda_detail::exec(), first, first + c, cuda_detail::channel_final_fn<T>{pp, var, per, inv});
   }
   template <class T>
   static void channel_grad_sums(const T* g, const T* x, const T* mean, T* sum_g, T* sum_gx, std::int64_t n,
@@ -160,13 +159,13 @@ struct norm<cuda> {
     if (c == 0) return;
     const std::int64_t chunks = (hw + cuda_detail::norm_chunk - 1) / cuda_detail::norm_chunk;
     const std::int64_t per = n * chunks, items = c * per;
-    thrust::device_vector<double> pa(static_cast<std::size_t>(items)), pb(static_cast<std::size_t>(items));
-    double* ppa = thrust::raw_pointer_cast(pa.data());
-    double* ppb = thrust::raw_pointer_cast(pb.data());
+    cuda_detail::scratch<double> pa(items), pb(items);
+    double* ppa = pa.get();
+    double* ppb = pb.get();
     auto first = thrust::counting_iterator<std::int64_t>(0);
-    thrust::for_each(first, first + items, cuda_detail::channel_partial_fn<T>{g, x, mean, false, ppa, ppb, n, c, hw, chunks});
-    thrust::for_each(first, first + c, cuda_detail::channel_final_fn<T>{ppa, sum_g, per, 1.0});
-    thrust::for_each(first, first + c, cuda_detail::channel_final_fn<T>{ppb, sum_gx, per, 1.0});
+    thrust::for_each(cuda_detail::exec(), first, first + items, cuda_detail::channel_partial_fn<T>{g, x, mean, false, ppa, ppb, n, c, hw, chunks});
+    thrust::for_each(cuda_detail::exec(), first, first + c, cuda_detail::channel_final_fn<T>{ppa, sum_g, per, 1.0});
+    thrust::for_each(cuda_detail::exec(), first, first + c, cuda_detail::channel_final_fn<T>{ppb, sum_gx, per, 1.0});
   }
 };
 

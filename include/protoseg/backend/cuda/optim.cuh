@@ -43,7 +43,7 @@ struct optim<cuda> {
   template <class T>
   static void adamw(T* p, const T* g, T* m, T* v, T* vmax, std::int64_t n, const adamw_scalars& s) {
     if (n <= 0) return;
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(n),
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(n),
                      cuda_detail::adamw_fn<T>{p, g, m, v, vmax, static_cast<T>(s.decay), static_cast<T>(s.beta1),
                                               static_cast<T>(s.one_minus_beta1), static_cast<T>(s.beta2),
                                               static_cast<T>(s.one_minus_beta2), static_cast<T>(s.bc2_sqrt),

@@ -78,14 +78,14 @@ struct pool<cuda> {
   template <class T>
   static void max_forward(const T* x, T* y, std::int64_t* idx, const pool_geometry& g) {
     const std::int64_t total = g.planes * g.out_h * g.out_w;
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(total),
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(total),
                      cuda_detail::max_pool_forward_fn<T>{x, y, idx, g, -std::numeric_limits<T>::infinity()});
   }
   template <class T>
   static void max_backward(const T* gy, const std::int64_t* idx, T* gx, const pool_geometry& g) {
     const std::int64_t total = g.planes * g.height * g.width;
     if (total > 0)
-      thrust::tabulate(cuda_detail::dp(gx), cuda_detail::dp(gx) + total, cuda_detail::max_pool_backward_fn<T>{gy, idx, g});
+      thrust::tabulate(cuda_detail::exec(), cuda_detail::dp(gx), cuda_detail::dp(gx) + total, cuda_detail::max_pool_backward_fn<T>{gy, idx, g});
   }
 };
 

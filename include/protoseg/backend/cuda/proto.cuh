@@ -11,7 +11,6 @@
 
 #include <thrust/binary_search.h>
 #include <thrust/count.h>
-#include <thrust/device_vector.h>
 #include <thrust/for_each.h>
 #include <thrust/functional.h>
 #include <thrust/iterator/counting_iterator.h>
@@ -106,11 +105,11 @@ struct prototype<cuda> : prototype_common<cuda> {
   /// valid (class ids or the ignore index).
   static void group_by_label(const i64* labels, i64 N, i64 C, i64 ignore, i64* order, i64* offsets) {
     using cuda_detail::dp;
-    thrust::device_vector<i64> keys(static_cast<std::size_t>(N));
-    thrust::transform(dp(labels), dp(labels) + N, keys.begin(), cuda_detail::label_key_fn{C, ignore});
-    thrust::sequence(dp(order), dp(order) + N);
-    thrust::stable_sort_by_key(keys.begin(), keys.end(), dp(order));
-    thrust::lower_bound(keys.begin(), keys.end(), thrust::counting_iterator<i64>(0),
+    cuda_detail::scratch<i64> keys(N);
+    thrust::transform(cuda_detail::exec(), dp(labels), dp(labels) + N, keys.begin(), cuda_detail::label_key_fn{C, ignore});
+    thrust::sequence(cuda_detail::exec(), dp(order), dp(order) + N);
+    thrust::stable_sort_by_key(cuda_detail::exec(), keys.begin(), keys.end(), dp(order));
+    thrust::lower_bound(cuda_detail::exec(), keys.begin(), keys.end(), thrust::counting_iterator<i64>(0),
                         thrust::counting_iterator<i64>(C + 1), dp(offsets));
   }
   /// Per pixel n of the scores (N, C * M): logits (N, C) = the max over each
@@ -120,7 +119,7 @@ struct prototype<cuda> : prototype_common<cuda> {
   template <class T>
   static void summarize_rows(const T* scores, const i64* labels, i64 N, i64 C, i64 M, i64 ignore, T inv_t, T* logits,
                              T* lse, T* own) {
-    thrust::for_each(thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(N),
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(N),
                      cuda_detail::summarize_row_fn<T>{scores, labels, C, M, ignore, inv_t, logits, lse, own});
   }
   /// The score summary of the unit embeddings E (N, D) against the
@@ -129,8 +128,8 @@ struct prototype<cuda> : prototype_common<cuda> {
   template <class T>
   static void summarize(const T* emb, const T* protos, const i64* labels, i64 N, i64 C, i64 M, i64 D, i64 ignore,
                         T inv_t, T* logits, T* lse, T* own) {
-    thrust::device_vector<T> scores(static_cast<std::size_t>(N * C * M));
-    T* sp = thrust::raw_pointer_cast(scores.data());
+    cuda_detail::scratch<T> scores(N * C * M);
+    T* sp = scores.get();
     gemm<cuda>::run(1, false, true, N, C * M, D, T(1), emb, 0, protos, 0, T(0), sp, N * C * M);
     summarize_rows(sp, labels, N, C, M, ignore, inv_t, logits, lse, own);
   }
@@ -140,9 +139,10 @@ struct prototype<cuda> : prototype_common<cuda> {
   static i64 correct_keys(const T* logits, const i64* labels, const i64* order, const i64* chosen, i64 R, i64 C, i64 M,
                           i64* keys) {
     using cuda_detail::dp;
-    thrust::transform(thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(R), dp(keys),
+    thrust::transform(cuda_detail::exec(), thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(R), dp(keys),
                       kernels::correct_key_fn<T>{logits, labels, order, chosen, C, M});
-    return static_cast<i64>(thrust::count_if(dp(keys), dp(keys) + R, cuda_detail::less_than_fn{C * M}));
+    cuda_detail::note_sync();  // the count comes back to the host
+    return static_cast<i64>(thrust::count_if(cuda_detail::exec(), dp(keys), dp(keys) + R, cuda_detail::less_than_fn{C * M}));
   }
   /// Momentum update (Eq. 10) of the K = C * M prototypes (K, D) in place from
   /// the L2-normalised sum of the embeddings (N, D) of pixels order[r] with
@@ -150,19 +150,19 @@ struct prototype<cuda> : prototype_common<cuda> {
   template <class T>
   static void momentum_update(const i64* keys, const i64* order, i64 R, const T* emb, i64 D, i64 K, T gamma, T* protos) {
     using cuda_detail::dp;
-    thrust::device_vector<i64> k(dp(keys), dp(keys) + R);
-    thrust::device_vector<i64> src(dp(order), dp(order) + R);
-    thrust::stable_sort_by_key(k.begin(), k.end(), src.begin());
-    thrust::device_vector<i64> seg(static_cast<std::size_t>(K + 1));
-    thrust::lower_bound(k.begin(), k.end(), thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(K + 1),
+    cuda_detail::scratch<i64> k(R), src(R), seg(K + 1);
+    cuda_detail::device_copy(k.get(), keys, static_cast<std::size_t>(R) * sizeof(i64));
+    cuda_detail::device_copy(src.get(), order, static_cast<std::size_t>(R) * sizeof(i64));
+    thrust::stable_sort_by_key(cuda_detail::exec(), k.begin(), k.end(), src.begin());
+    thrust::lower_bound(cuda_detail::exec(), k.begin(), k.end(), thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(K + 1),
                         seg.begin());
-    thrust::device_vector<T> f(static_cast<std::size_t>(K * D));
-    const i64* sp = thrust::raw_pointer_cast(src.data());
-    const i64* gp = thrust::raw_pointer_cast(seg.data());
-    T* fp = thrust::raw_pointer_cast(f.data());
-    thrust::for_each(thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(K * D),
+    cuda_detail::scratch<T> f(K * D);
+    const i64* sp = src.get();
+    const i64* gp = seg.get();
+    T* fp = f.get();
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(K * D),
                      cuda_detail::segment_sum_fn<T>{emb, sp, gp, D, fp});
-    thrust::for_each(thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(K),
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(K),
                      kernels::momentum_row_fn<T>{fp, gp, D, gamma, protos});
   }
   /// PPD forward: picked[n] = x[n, t[n]] (0 where ignored); returns the sum of
@@ -170,12 +170,14 @@ struct prototype<cuda> : prototype_common<cuda> {
   template <class T>
   static double ppd_forward(const T* x, const i64* t, i64 N, i64 K, i64 ignore, T* picked, i64* count) {
     using cuda_detail::dp;
-    thrust::for_each(thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(N),
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(N),
                      kernels::ppd_pick_fn<T>{x, t, K, ignore, picked});
-    const double acc = thrust::transform_reduce(thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(N),
+    cuda_detail::note_sync();  // two host results: the sum and the count
+    cuda_detail::note_sync();
+    const double acc = thrust::transform_reduce(cuda_detail::exec(), thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(N),
                                                 kernels::ppd_term_fn<T>{picked, t, ignore}, 0.0,
                                                 thrust::plus<double>());
-    *count = static_cast<i64>(thrust::count_if(dp(t), dp(t) + N, cuda_detail::not_ignored_fn{ignore}));
+    *count = static_cast<i64>(thrust::count_if(cuda_detail::exec(), dp(t), dp(t) + N, cuda_detail::not_ignored_fn{ignore}));
     return acc;
   }
 };

@@ -110,12 +110,14 @@ struct reduction<cuda> {
         // Float sums accumulate in double, as the cpu backend's long rows do:
         // the two policies then agree to float precision on any length (and
         // on Thrust's OpenMP system, whose per-thread partial sums are sequential).
-        const double r = thrust::transform_reduce(cuda_detail::dp(in), cuda_detail::dp(in) + n,
+        cuda_detail::note_sync();  // the sum comes back to the host
+        const double r = thrust::transform_reduce(cuda_detail::exec(), cuda_detail::dp(in), cuda_detail::dp(in) + n,
                                                   cuda_detail::to_double_fn{}, 0.0, thrust::plus<double>());
         elementwise_fill(out, static_cast<T>(static_cast<double>(init) + r));
         return;
       }
-      const T r = thrust::reduce(cuda_detail::dp(in), cuda_detail::dp(in) + n, init, f);
+      cuda_detail::note_sync();
+      const T r = thrust::reduce(cuda_detail::exec(), cuda_detail::dp(in), cuda_detail::dp(in) + n, init, f);
       elementwise_fill(out, r);
       return;
     }
@@ -127,13 +129,14 @@ struct reduction<cuda> {
       const auto keys = thrust::make_transform_iterator(t, cuda_detail::divide_fn{n});
       const auto values = thrust::make_permutation_iterator(
           cuda_detail::dp(in), thrust::make_transform_iterator(t, cuda_detail::reduce_source_fn{n, inner}));
-      thrust::reduce_by_key(keys, keys + outputs * n, values, thrust::make_discard_iterator(), cuda_detail::dp(out),
+      cuda_detail::note_sync();  // reduce_by_key returns the number of segments
+      thrust::reduce_by_key(cuda_detail::exec(), keys, keys + outputs * n, values, thrust::make_discard_iterator(), cuda_detail::dp(out),
                             thrust::equal_to<std::int64_t>(), f);
-      thrust::transform(cuda_detail::dp(out), cuda_detail::dp(out) + outputs, cuda_detail::dp(out),
+      thrust::transform(cuda_detail::exec(), cuda_detail::dp(out), cuda_detail::dp(out) + outputs, cuda_detail::dp(out),
                         cuda_detail::fold_init_fn<T, F>{init, f});
       return;
     }
-    thrust::tabulate(cuda_detail::dp(out), cuda_detail::dp(out) + outputs,
+    thrust::tabulate(cuda_detail::exec(), cuda_detail::dp(out), cuda_detail::dp(out) + outputs,
                      cuda_detail::reduce_column_fn<T, F>{in, n, inner, init, f});
   }
   /// Reductions at least this long, when there are fewer than many_outputs
@@ -143,29 +146,29 @@ struct reduction<cuda> {
   template <class T>
   static void argmax(const T* in, T* values, std::int64_t* indices, std::int64_t outer, std::int64_t n,
                      std::int64_t inner) {
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
                      cuda_detail::argmax_fn<T>{in, values, indices, n, inner});
   }
   template <class T>
   static void scatter_axis(const T* g, const std::int64_t* idx, T* out, std::int64_t outer, std::int64_t n,
                            std::int64_t inner) {
     if (outer * n * inner == 0) return;
-    thrust::fill_n(cuda_detail::dp(out), outer * n * inner, T(0));
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
+    thrust::fill_n(cuda_detail::exec(), cuda_detail::dp(out), outer * n * inner, T(0));
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
                      cuda_detail::scatter_fn<T>{g, idx, out, n, inner, false});
   }
   template <class T>
   static void scatter_axis_add(const T* g, const std::int64_t* idx, T* out, std::int64_t outer, std::int64_t n,
                                std::int64_t inner) {
     if (outer * n * inner == 0) return;
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
                      cuda_detail::scatter_fn<T>{g, idx, out, n, inner, true});
   }
 
  private:
   template <class T>
   static void elementwise_fill(T* out, T v) {
-    thrust::fill_n(cuda_detail::dp(out), 1, v);
+    thrust::fill_n(cuda_detail::exec(), cuda_detail::dp(out), 1, v);
   }
 };
 

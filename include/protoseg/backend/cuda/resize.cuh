@@ -4,12 +4,14 @@
 /// once per call; forward and the gather-form backward compute one element
 /// per work item.
 
-#include <thrust/device_vector.h>
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/tabulate.h>
 
 #include <cstdint>
+#include <cstring>
+#include <memory>
+#include <vector>
 
 #include "protoseg/backend/cuda/traits.cuh"
 #include "protoseg/backend/primitives.hpp"
@@ -29,31 +31,45 @@ struct resize_axis_view {
   const T* w0;
   const T* w1;
 };
-/// Owns the device copies of a host resize_axis.
+/// The device copy of a host resize_axis: its six tables packed into one
+/// buffer from the device cache, sent in one upload.
 template <class T>
-struct resize_axis_device {
-  thrust::device_vector<std::int64_t> i0, i1, first, last;
-  thrust::device_vector<T> w0, w1;
-  std::int64_t in, out;
+class resize_axis_device {
+ public:
   explicit resize_axis_device(const resize_axis<T>& a)
-      : i0(a.i0.begin(), a.i0.end()),
-        i1(a.i1.begin(), a.i1.end()),
-        first(a.first.begin(), a.first.end()),
-        last(a.last.begin(), a.last.end()),
-        w0(a.w0.begin(), a.w0.end()),
-        w1(a.w1.begin(), a.w1.end()),
-        in(a.in),
-        out(a.out) {}
-  resize_axis_view<T> view() const {
-    return {in,
-            out,
-            thrust::raw_pointer_cast(i0.data()),
-            thrust::raw_pointer_cast(i1.data()),
-            thrust::raw_pointer_cast(first.data()),
-            thrust::raw_pointer_cast(last.data()),
-            thrust::raw_pointer_cast(w0.data()),
-            thrust::raw_pointer_cast(w1.data())};
+      : in_(a.in), out_(a.out), sizes_{a.i0.size(), a.i1.size(), a.first.size(), a.last.size()} {
+    std::size_t ints = 0;
+    for (auto n : sizes_) ints += n;
+    const std::size_t bytes = ints * sizeof(std::int64_t) + (a.w0.size() + a.w1.size()) * sizeof(T);
+    host_.resize(bytes);
+    char* p = host_.data();
+    auto put = [&](const auto& v) {
+      if (!v.empty()) std::memcpy(p, v.data(), v.size() * sizeof(v[0]));
+      p += v.size() * sizeof(v[0]);
+    };
+    put(a.i0), put(a.i1), put(a.first), put(a.last), put(a.w0), put(a.w1);
+    w_sizes_[0] = a.w0.size();
+    w_sizes_[1] = a.w1.size();
+    buf_ = std::make_unique<scratch<char>>(static_cast<std::int64_t>(bytes));
+    upload(buf_->get(), host_.data(), bytes);
   }
+  resize_axis_view<T> view() const {
+    const auto* ip = reinterpret_cast<const std::int64_t*>(buf_->get());
+    const std::int64_t* i0 = ip;
+    const std::int64_t* i1 = i0 + sizes_[0];
+    const std::int64_t* first = i1 + sizes_[1];
+    const std::int64_t* last = first + sizes_[2];
+    const T* w0 = reinterpret_cast<const T*>(last + sizes_[3]);
+    const T* w1 = w0 + w_sizes_[0];
+    return {in_, out_, i0, i1, first, last, w0, w1};
+  }
+
+ private:
+  std::int64_t in_, out_;
+  std::size_t sizes_[4];
+  std::size_t w_sizes_[2] = {0, 0};
+  std::vector<char> host_;
+  std::unique_ptr<scratch<char>> buf_;
 };
 template <class T>
 struct resize_forward_fn {
@@ -105,7 +121,7 @@ struct resize<cuda> {
     const std::int64_t total = planes * ah.out * aw.out;
     if (total == 0) return;
     const cuda_detail::resize_axis_device<T> dh(ah), dw(aw);
-    thrust::tabulate(cuda_detail::dp(y), cuda_detail::dp(y) + total,
+    thrust::tabulate(cuda_detail::exec(), cuda_detail::dp(y), cuda_detail::dp(y) + total,
                      cuda_detail::resize_forward_fn<T>{x, dh.view(), dw.view()});
   }
   template <class T>
@@ -115,11 +131,11 @@ struct resize<cuda> {
     if (total == 0) return;
     const cuda_detail::resize_axis_device<T> dh(ah), dw(aw);
     if (accumulate) {
-      thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(total),
+      thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(total),
                        cuda_detail::resize_backward_add_fn<T>{{gy, dh.view(), dw.view()}, gx});
       return;
     }
-    thrust::tabulate(cuda_detail::dp(gx), cuda_detail::dp(gx) + total,
+    thrust::tabulate(cuda_detail::exec(), cuda_detail::dp(gx), cuda_detail::dp(gx) + total,
                      cuda_detail::resize_backward_fn<T>{gy, dh.view(), dw.view()});
   }
 };

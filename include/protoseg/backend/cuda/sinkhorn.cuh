@@ -179,7 +179,7 @@ struct sinkhorn<cuda> {
   static void segmented(const T* S, T* Q, const std::int64_t* offsets, std::int64_t C, std::int64_t M,
                         const sinkhorn_settings& o, T* ws, int* used, double* err, int* status) {
     if (C <= 0) return;
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(C),
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(C),
                      cuda_detail::segmented_sinkhorn_fn<T>{S, Q, offsets, M, T(1.0 / o.kappa), o.iterations,
                                                            o.tolerance, o.log_domain, ws, used, err, status});
   }

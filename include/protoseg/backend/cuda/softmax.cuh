@@ -134,18 +134,19 @@ template <>
 struct softmax<cuda> {
   template <class T>
   static void forward(const T* x, T* y, std::int64_t outer, std::int64_t n, std::int64_t inner, bool log) {
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
                      cuda_detail::softmax_fwd_fn<T>{x, y, n, inner, log});
   }
   template <class T>
   static void backward(const T* y, const T* g, T* gx, std::int64_t outer, std::int64_t n, std::int64_t inner, bool log) {
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
                      cuda_detail::softmax_bwd_fn<T>{y, g, gx, n, inner, log});
   }
   static std::int64_t find_bad_label(const std::int64_t* labels, std::int64_t count, std::int64_t n,
                                      std::int64_t ignore_index) {
     auto first = thrust::counting_iterator<std::int64_t>(0);
-    auto it = thrust::find_if(first, first + count, cuda_detail::bad_label_fn{labels, n, ignore_index});
+    cuda_detail::note_sync();  // the position comes back to the host
+    auto it = thrust::find_if(cuda_detail::exec(), first, first + count, cuda_detail::bad_label_fn{labels, n, ignore_index});
     const std::int64_t pos = *it;
     return it == first + count ? -1 : pos;
   }
@@ -155,11 +156,13 @@ struct softmax<cuda> {
                                  T* weight_sum) {
     auto first = thrust::counting_iterator<std::int64_t>(0);
     const std::int64_t count = outer * inner;
-    thrust::for_each(first, first + count, cuda_detail::ce_lse_fn<T>{x, labels, n, inner, ignore_index, lse});
-    const double loss = thrust::transform_reduce(
+    thrust::for_each(cuda_detail::exec(), first, first + count, cuda_detail::ce_lse_fn<T>{x, labels, n, inner, ignore_index, lse});
+    cuda_detail::note_sync();  // two host results: the loss and the weight sum
+    cuda_detail::note_sync();
+    const double loss = thrust::transform_reduce(cuda_detail::exec(), 
         first, first + count, cuda_detail::ce_term_fn<T>{x, lse, labels, weight, n, inner, ignore_index, false}, 0.0,
         thrust::plus<double>());
-    const double wsum = thrust::transform_reduce(
+    const double wsum = thrust::transform_reduce(cuda_detail::exec(), 
         first, first + count, cuda_detail::ce_term_fn<T>{x, lse, labels, weight, n, inner, ignore_index, true}, 0.0,
         thrust::plus<double>());
     *weight_sum = static_cast<T>(wsum);
@@ -169,7 +172,7 @@ struct softmax<cuda> {
   static void cross_entropy_backward(const T* x, const T* lse, const std::int64_t* labels, const T* weight,
                                      std::int64_t outer, std::int64_t n, std::int64_t inner,
                                      std::int64_t ignore_index, T scale, T* gx, bool accumulate = false) {
-    thrust::for_each(thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
+    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
                      cuda_detail::ce_bwd_fn<T>{x, lse, labels, weight, n, inner, ignore_index, scale, gx, accumulate});
   }
 };
