@@ -7,6 +7,10 @@
 
 #include <fstream>
 
+#if defined(PROTOSEG_EXAMPLE_CUDA_PART)
+#include <protoseg/cuda.hpp>
+#endif
+
 #include "common/session.hpp"
 
 namespace ps = protoseg;
@@ -15,6 +19,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
+template <class P>
 int run(int argc, char** argv) {
   // Pass 1: the weights file, whose stored configuration gives the defaults.
   std::string weights, out = "runs/eval";
@@ -48,12 +53,14 @@ int run(int argc, char** argv) {
   const auto& state = file.model;
   c = ex::config_from_metadata(file.metadata, weights);
   t.parse(argc, argv);  // command-line overrides
-  ex::check_device(c.device);
+  if constexpr (std::is_same_v<P, ps::cpu>)
+    if (c.device == "cuda") return ex::cuda_main(argc, argv);  // the program's cuda half
   ex::set_threads(c.threads);
+  std::cout << "device " << ex::device_description<P>() << "\n";  // a cuda run without a GPU stops here
 
   auto val = ex::open_split(c, false);
   const std::int64_t C = val->num_classes();
-  ex::model_type model(ex::model_options_of(c, C));
+  ex::model_on<P> model(ex::model_options_of(c, C));
   ex::load_weights(model, state, weights);
   std::cout << "model  " << c.model << " (" << c.head << " head) from " << weights << "\n"
             << "data   " << val->description() << "\n"
@@ -93,4 +100,10 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return ex::run_program("protoseg-eval", argc, argv, run); }
+#if defined(PROTOSEG_EXAMPLE_CUDA_PART)
+// This file compiled a second time as the program's cuda half (nvcc, or g++
+// on Thrust's OpenMP system): run() on the cuda policy.
+int protoseg::examples::cuda_main(int argc, char** argv) { return run<ps::cuda>(argc, argv); }
+#else
+int main(int argc, char** argv) { return ex::run_program("protoseg-eval", argc, argv, run<ps::cpu>); }
+#endif

@@ -7,6 +7,10 @@
 
 #include <algorithm>
 
+#if defined(PROTOSEG_EXAMPLE_CUDA_PART)
+#include <protoseg/cuda.hpp>
+#endif
+
 #include "common/session.hpp"
 
 namespace ps = protoseg;
@@ -21,6 +25,7 @@ bool is_image(const fs::path& p) {
   return e == ".png" || e == ".jpg" || e == ".jpeg" || e == ".bmp";
 }
 
+template <class P>
 int run(int argc, char** argv) {
   std::string weights, input, out = "runs/infer";
   double alpha = 0.5;
@@ -53,8 +58,10 @@ int run(int argc, char** argv) {
   c = ex::config_from_metadata(file.metadata, weights);
   t.parse(argc, argv);
   if (input.empty()) throw ex::usage_error("--input IMAGE|DIR is required");
-  ex::check_device(c.device);
+  if constexpr (std::is_same_v<P, ps::cpu>)
+    if (c.device == "cuda") return ex::cuda_main(argc, argv);  // the program's cuda half
   ex::set_threads(c.threads);
+  std::cout << "device " << ex::device_description<P>() << "\n";  // a cuda run without a GPU stops here
   if (alpha > 1) throw ex::usage_error("--alpha must be in [0, 1]");
 
   std::vector<fs::path> files;
@@ -74,7 +81,7 @@ int run(int argc, char** argv) {
   else if (state.contains("decode_head.linear_pred.weight")) C = state.at("decode_head.linear_pred.weight").dims.at(0);
   else if (state.contains("decode_head.conv_seg.weight")) C = state.at("decode_head.conv_seg.weight").dims.at(0);
   else throw ps::io_error("'" + weights + "' has neither prototypes nor a classifier: not a segmentation model");
-  ex::model_type model(ex::model_options_of(c, C));
+  ex::model_on<P> model(ex::model_options_of(c, C));
   ex::load_weights(model, state, weights);
   const auto palette = ps::viz::palette_for(ps::data::palette_of_kind(c.dataset), C);
   const fs::path dir(out);
@@ -100,4 +107,10 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return ex::run_program("protoseg-infer", argc, argv, run); }
+#if defined(PROTOSEG_EXAMPLE_CUDA_PART)
+// This file compiled a second time as the program's cuda half (nvcc, or g++
+// on Thrust's OpenMP system): run() on the cuda policy.
+int protoseg::examples::cuda_main(int argc, char** argv) { return run<ps::cuda>(argc, argv); }
+#else
+int main(int argc, char** argv) { return ex::run_program("protoseg-infer", argc, argv, run<ps::cpu>); }
+#endif

@@ -18,6 +18,9 @@
 #include <map>
 #include <variant>
 
+#if defined(PROTOSEG_EXAMPLE_CUDA_PART)
+#include <protoseg/cuda.hpp>
+#endif
 #include <protoseg/data/loader.hpp>
 #include <protoseg/optim/adamw.hpp>
 #include <protoseg/optim/schedule.hpp>
@@ -32,7 +35,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::atomic<bool> g_interrupted{false};
-extern "C" void on_signal(int) { g_interrupted = true; }
+void on_signal(int) { g_interrupted = true; }  // one per translation unit (the cpu and cuda halves)
 
 struct log_row {
   std::int64_t iter;
@@ -80,39 +83,42 @@ std::vector<Row> read_csv(const fs::path& path, std::int64_t upto, int columns) 
 }
 
 // AdamW or SGD behind one face.
+template <class P>
 struct optimizer {
-  std::variant<ps::optim::adamw<float>, ps::optim::sgd<float>> impl;
+  std::variant<ps::optim::adamw<float, P>, ps::optim::sgd<float, P>> impl;
   void set_lr(double lr) { std::visit([&](auto& o) { o.set_lr(lr); }, impl); }
   void step() { std::visit([](auto& o) { o.step(); }, impl); }
   void zero_grad() { std::visit([](auto& o) { o.zero_grad(); }, impl); }
-  ps::optim::optimizer_state<float> state() const {
+  ps::optim::optimizer_state<float, P> state() const {
     return std::visit([](const auto& o) { return o.state(); }, impl);
   }
-  void load_state(const ps::optim::optimizer_state<float>& s) {
+  void load_state(const ps::optim::optimizer_state<float, P>& s) {
     std::visit([&](auto& o) { o.load_state(s); }, impl);
   }
 };
 
-optimizer make_optimizer(const ex::train_config& c, ex::model_type& m) {
+template <class P>
+optimizer<P> make_optimizer(const ex::train_config& c, ex::model_on<P>& m) {
   auto groups = ps::optim::make_param_groups(m.named_parameters(), c.head_lr_mult,
                                              {"decode_head", "proto_head"}, true);
   if (c.optimizer == "adamw") {
     ps::optim::adamw_options o;
     o.lr = c.lr;
     o.weight_decay = c.weight_decay;
-    return {ps::optim::adamw<float>(groups, o)};
+    return {ps::optim::adamw<float, P>(groups, o)};
   }
   ps::optim::sgd_options o;
   o.lr = c.lr;
   o.momentum = c.momentum;
   o.weight_decay = c.weight_decay;
-  return {ps::optim::sgd<float>(groups, o)};
+  return {ps::optim::sgd<float, P>(groups, o)};
 }
 
 // Loads converted backbone weights (bare names, or the backbone's entries of a
 // file with "backbone." names) into the backbone, non-strict, and says what
 // matched. A mis-shaped entry or an unreadable file is an error naming the file.
-void load_pretrained(ex::model_type& m, const std::string& path) {
+template <class P>
+void load_pretrained(ex::model_on<P>& m, const std::string& path) {
   ps::nn::load_report rep;
   try {
     auto file = ps::io::read_safetensors(path);
@@ -210,7 +216,8 @@ void write_curves(const fs::path& out, const std::vector<log_row>& log, const st
 }
 
 // Fig. S1: pixel embeddings of validation images and the prototypes, in 2-D.
-void write_embedding(const fs::path& out, ex::model_type& m, const ps::data::segmentation_dataset& val,
+template <class P>
+void write_embedding(const fs::path& out, ex::model_on<P>& m, const ps::data::segmentation_dataset& val,
                      const ex::train_config& c) {
   if (!m.proto_head || c.embedding == "none") return;
   const std::int64_t C = val.num_classes(), M = c.prototypes;
@@ -223,12 +230,13 @@ void write_embedding(const fs::path& out, ex::model_type& m, const ps::data::seg
   for (std::int64_t i = 0; i < val.size() && i < 200; ++i) {
     auto s = val.get(i);
     ps::no_grad guard;
-    auto o = m.forward(ps::variable<float>(ex::to_input(s.image)));
+    auto o = m.forward(ps::variable<float, P>(ex::on<P>(ex::to_input(s.image))));
     const std::int64_t h = o.logits.shape()[2], w = o.logits.shape()[3];
+    const auto emb = o.proto.embeddings.value().template to<ps::cpu>();
     ps::tensor<std::int64_t> lab({1, s.label.size(0), s.label.size(1)});
     for (std::int64_t j = 0; j < lab.numel(); ++j) lab.data()[j] = s.label.data()[j];
     auto small = ps::proto::detail::nearest_labels(lab, h, w);
-    const float* e = o.proto.embeddings.value().data();
+    const float* e = emb.data();
     for (std::int64_t j = 0; j < h * w; ++j) {
       const auto k = small.data()[j];
       if (k < 0 || k >= C) continue;
@@ -258,7 +266,8 @@ void write_embedding(const fs::path& out, ex::model_type& m, const ps::data::seg
       is_proto.push_back(false);
       ++row;
     }
-  const float* p = m.proto_head->prototypes.data();
+  const auto protos = m.proto_head->prototypes.template to<ps::cpu>();
+  const float* p = protos.data();
   for (std::int64_t k = 0; k < C; ++k)
     for (std::int64_t j = 0; j < M; ++j) {
       for (std::int64_t d = 0; d < D; ++d) X(row, d) = p[(k * M + j) * D + d];
@@ -284,6 +293,7 @@ void write_embedding(const fs::path& out, ex::model_type& m, const ps::data::seg
                                                  ps::viz::palette_for(val.palette(), C), title.str()));
 }
 
+template <class P>
 int run(int argc, char** argv) {
   ex::train_config c;
   ex::option_table t;
@@ -325,9 +335,11 @@ int run(int argc, char** argv) {
     print_help(t);
     return 0;
   }
-  ex::check_device(c.device);
+  if constexpr (std::is_same_v<P, ps::cpu>)
+    if (c.device == "cuda") return ex::cuda_main(argc, argv);  // the program's cuda half
   if (c.resume == "auto") c.resume = (fs::path(c.out) / "checkpoint.safetensors").string();
   ex::set_threads(c.threads);
+  const std::string device = ex::device_description<P>();  // a cuda run without a GPU stops here
   const fs::path out(c.out);
   fs::create_directories(out);
 
@@ -338,9 +350,10 @@ int run(int argc, char** argv) {
                           " classes but the validation split has " + std::to_string(val_set->num_classes()));
   const auto& names = train_set->class_names();
   const std::int64_t C = train_set->num_classes();
+  std::cout << "device " << device << "\n";
   std::cout << "data   " << train_set->description() << "\n       " << val_set->description() << "\n";
 
-  ex::model_type model(ex::model_options_of(c, C));
+  ex::model_on<P> model(ex::model_options_of(c, C));
   auto opt = make_optimizer(c, model);
   std::cout << "model  " << c.model
             << (c.model.rfind("resnet", 0) == 0 && ex::resnet_width_of(c) != 64
@@ -358,8 +371,8 @@ int run(int argc, char** argv) {
   if (!c.resume.empty()) {
     auto ck = ps::io::load_checkpoint(c.resume);
     ex::load_weights(model, ck.model, c.resume);
-    ps::optim::optimizer_state<float> st;
-    for (const auto& [k, v] : ck.optimizer.tensors) st.emplace_back(k, v.to_tensor<float>(k));
+    ps::optim::optimizer_state<float, P> st;
+    for (const auto& [k, v] : ck.optimizer.tensors) st.emplace_back(k, v.template to_tensor<float, P>(k));
     try {
       opt.load_state(st);
     } catch (const std::exception& e) {
@@ -404,14 +417,17 @@ int run(int argc, char** argv) {
   ex::progress_line bar("train", c.iters, c.log_every, start);
   std::int64_t it = start;
   double ce_avg = 0, loss_avg = 0;
+  ex::step_meter<P> meter;
   while (it < c.iters) {
+    meter.begin(it);
     const double lr = sched.at(it);
     opt.set_lr(lr);
     auto b = loader.next();
     model.reseed(c.seed * 1000003ULL + static_cast<std::uint64_t>(it));
-    auto o = model.forward(ps::variable<float>(b.images), b.labels);
-    auto terms = model.loss(o, b.labels);
-    const double loss = terms.total.value().data()[0];
+    const auto labels = ex::on<P>(b.labels);
+    auto o = model.forward(ps::variable<float, P>(ex::on<P>(b.images)), labels);
+    auto terms = model.loss(o, labels);
+    const double loss = terms.total.value().item();
     if (!std::isfinite(loss)) {
       bar.interrupt();
       throw ps::value_error("training diverged: the loss is " + std::to_string(loss) + " at iteration " +
@@ -421,10 +437,11 @@ int run(int argc, char** argv) {
     terms.total.backward();
     opt.step();
     ++it;
-    log_row r{it, lr, loss, terms.ce.value().data()[0], 0, 0, seconds_before + bar.elapsed()};
-    if (terms.ppc.defined()) r.ppc = c.ppc_weight * terms.ppc.value().data()[0];
-    if (terms.ppd.defined()) r.ppd = c.ppd_weight * terms.ppd.value().data()[0];
+    log_row r{it, lr, loss, terms.ce.value().item(), 0, 0, seconds_before + bar.elapsed()};
+    if (terms.ppc.defined()) r.ppc = c.ppc_weight * terms.ppc.value().item();
+    if (terms.ppd.defined()) r.ppd = c.ppd_weight * terms.ppd.value().item();
     log.push_back(r);
+    meter.end(it);
     loss_avg = it == start + 1 ? loss : 0.95 * loss_avg + 0.05 * loss;
     ce_avg = it == start + 1 ? r.ce : 0.95 * ce_avg + 0.05 * r.ce;
     std::ostringstream d;
@@ -466,6 +483,8 @@ int run(int argc, char** argv) {
   extra["head"] = ps::io::json_value(c.head);
   extra["dataset"] = ps::io::json_value(c.dataset);
   ex::report_without_flip(ev, std::cout, extra);
+  meter.report(std::cout, extra);
+  extra["device"] = ps::io::json_value(device);
   extra["validation_images"] = ps::io::json_value(ev.confusion.total() > 0 ? static_cast<std::int64_t>(
                                                       c.eval_limit > 0 ? std::min(c.eval_limit, val_set->size())
                                                                        : val_set->size())
@@ -488,4 +507,10 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return ex::run_program("protoseg-train", argc, argv, run, true); }
+#if defined(PROTOSEG_EXAMPLE_CUDA_PART)
+// This file compiled a second time as the program's cuda half (nvcc, or g++
+// on Thrust's OpenMP system): run() on the cuda policy.
+int protoseg::examples::cuda_main(int argc, char** argv) { return run<ps::cuda>(argc, argv); }
+#else
+int main(int argc, char** argv) { return ex::run_program("protoseg-train", argc, argv, run<ps::cpu>, true); }
+#endif

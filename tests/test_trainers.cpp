@@ -287,9 +287,18 @@ TEST_CASE("bad input: a clear message, a non-zero exit, and nothing written befo
   CHECK(r.status == 2);
   CHECK(r.output.find("--lr: 'fast' is not a valid number") != std::string::npos);
 
-  r = run(PROTOSEG_TRAIN_EXE, {"--device", "cuda"});
-  CHECK(r.status != 0);
-  CHECK(r.output.find("--device cuda") != std::string::npos);
+  // --device cuda on a machine without a GPU (an nvcc build names CUDA's
+  // reason) or from a build without CUDA (the message says so): one clear
+  // error, exit 1, before any data is read.
+  r = run(PROTOSEG_TRAIN_EXE, {"--device", "cuda", "--out", (dir / "cuda").string()});
+  CHECK(r.status == 1);
+  CHECK(r.output.find("protoseg-train: error: --device cuda: ") != std::string::npos);
+#if defined(PROTOSEG_TRAINERS_NVCC)
+  CHECK(r.output.find("no usable CUDA device") != std::string::npos);
+#else
+  CHECK(r.output.find("no CUDA support") != std::string::npos);
+#endif
+  CHECK(r.output.find("data   ") == std::string::npos);
 
   {
     std::ofstream cfg(dir / "bad.json");
@@ -361,6 +370,79 @@ TEST_CASE("--pretrained loads backbone weights and reports them, and refuses a b
   CHECK(r.output.find("patch_embed1.proj.weight' has shape (8, 3, 7, 7)") != std::string::npos);
   fs::remove_all(dir);
 }
+
+#if defined(PROTOSEG_TRAIN_OMP_EXE)
+namespace {
+// The rows of a log.csv as numbers (iter, lr, loss, ce, ppc, ppd, seconds).
+std::vector<std::vector<double>> read_log(const fs::path& p) {
+  std::vector<std::vector<double>> rows;
+  std::istringstream in(read_all(p));
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::vector<double> v;
+    std::stringstream ss(line);
+    std::string cell;
+    while (std::getline(ss, cell, ',')) v.push_back(std::stod(cell));
+    rows.push_back(v);
+  }
+  return rows;
+}
+}  // namespace
+
+TEST_CASE("--device cuda (Thrust's OpenMP system) trains the main job's model as the cpu does, without allocating") {
+  // The main job's model (ResNet-18 width 32 + MLP decoder + ProtoSeg head),
+  // 20 iterations from the same seed on both policies, in one program.
+  const auto dir = work_dir("cuda_omp");
+  const std::vector<std::string> job{"--scenes-train", "16", "--scenes-val", "4", "--iters", "20", "--batch", "2",
+                                     "--lr", "3e-4", "--eval-every", "0", "--embedding", "none", "--threads", "2",
+                                     "--workers", "1", "--log-every", "5"};
+  auto c = run(PROTOSEG_TRAIN_OMP_EXE, with(job, {"--out", (dir / "cpu").string()}));
+  INFO(c.output);
+  REQUIRE(c.status == 0);
+  auto g = run(PROTOSEG_TRAIN_OMP_EXE, with(job, {"--out", (dir / "cuda").string(), "--device", "cuda"}));
+  INFO(g.output);
+  REQUIRE(g.status == 0);
+  CHECK(g.output.find("device cuda: Thrust's OpenMP system") != std::string::npos);
+  for (const char* f : {"metrics.json", "predictions.png", "curves.png", "model.safetensors",
+                        "checkpoint.safetensors", "log.csv", "val.csv"})
+    CHECK_MESSAGE(fs::is_regular_file(dir / "cuda" / f), f);
+
+  // The losses: the first step's to float precision (every op's cpu/cuda
+  // parity is tested in test_cuda_*); later steps within 2 %, since 20 steps
+  // of training amplify the last-bit differences of the two policies' sums.
+  const auto a = read_log(dir / "cpu" / "log.csv"), b = read_log(dir / "cuda" / "log.csv");
+  REQUIRE(a.size() == 20);
+  REQUIRE(b.size() == 20);
+  for (std::size_t i = 0; i < a.size(); ++i)
+    for (std::size_t k = 2; k <= 5; ++k) {
+      INFO("iteration " << i + 1 << " column " << k);
+      CHECK(b[i][k] == doctest::Approx(a[i][k]).epsilon(i == 0 ? 1e-5 : 2e-2));
+    }
+
+  // The counters after warm-up: no device allocation misses the cache, and
+  // the host waits at most as often as today (the budget only shrinks; the
+  // goal of issue #15 is 2 per step, once losses and checks stay on the device).
+  const auto m = ps::io::parse_json(read_all(dir / "cuda" / "metrics.json"));
+  const auto* per = m.find("cuda_per_step");
+  REQUIRE(per != nullptr);
+  CHECK(per->find("steps")->as_number() == 18);
+  CHECK(per->find("allocations")->as_number() == 0);
+  CHECK(per->find("syncs")->as_number() <= 48);
+  CHECK(per->find("launches")->as_number() > 0);
+  MESSAGE("cuda per step: " << per->dump());
+
+  // Checkpoints are device-neutral: the cuda run's checkpoint resumes on the
+  // cpu (and evaluates there).
+  auto r = run(PROTOSEG_TRAIN_OMP_EXE, with(job, {"--out", (dir / "cuda").string(), "--iters", "22", "--resume",
+                                                  "auto"}));
+  INFO(r.output);
+  CHECK(r.status == 0);
+  CHECK(r.output.find("resume from ") != std::string::npos);
+
+  fs::remove_all(dir);
+}
+#endif
 
 #else
 TEST_CASE("trainers not built (PROTOSEG_BUILD_EXAMPLES is OFF)") { MESSAGE("skipped"); }

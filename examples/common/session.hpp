@@ -34,7 +34,15 @@
 namespace protoseg::examples {
 
 namespace fs = std::filesystem;
-using model_type = models::segmentation_model<float>;
+template <class P>
+using model_on = models::segmentation_model<float, P>;
+using model_type = model_on<cpu>;
+
+/// A host tensor on policy P (the tensor itself when P is cpu).
+template <class P, class T>
+tensor<T, P> on(const tensor<T>& t) {
+  return t.template to<P>();
+}
 
 /// ImageNet mean and standard deviation in 0..255 units (mmsegmentation's).
 inline const std::array<float, 3> image_mean{123.675f, 116.28f, 103.53f};
@@ -65,17 +73,94 @@ int run_program(const char* name, int argc, char** argv, Run run, bool fresh_lin
   }
 }
 
-/// Refuses --device cuda with a clear message: the example programs are
-/// built with the host compiler for the cpu policy (the library's models,
-/// head and losses compile for protoseg::cuda, but no nvcc build of the
-/// trainers exists yet).
-inline void check_device(const std::string& device) {
-  if (device == "cpu") return;
-  throw usage_error("--device " + device +
-                    ": these example programs are built for the cpu policy only (the models, the ProtoSeg head "
-                    "and its losses run on protoseg::cuda from your own nvcc-compiled code; see docs/cuda.md). "
-                    "Use --device cpu.");
+
+/// The cuda half of a program: its own source compiled a second time with
+/// PROTOSEG_EXAMPLE_CUDA_PART (by nvcc for the GPU, or by g++ on Thrust's
+/// OpenMP system for tests), running the program on the cuda policy. Builds
+/// without the CUDA toolkit link common/no_cuda.cpp, whose definition refuses
+/// with a message naming the cause.
+int cuda_main(int argc, char** argv);
+
+/// One line naming where a program runs: the cpu and its threads, or the
+/// GPU (a cuda run on a machine without a usable GPU stops here with an
+/// error that names the cause, before any data is read).
+template <class P>
+std::string device_description() {
+  if constexpr (std::is_same_v<P, cpu>) {
+#if defined(_OPENMP)
+    return "cpu (" + std::to_string(omp_get_max_threads()) + " threads)";
+#else
+    return "cpu (1 thread)";
+#endif
+  } else {
+#if defined(PROTOSEG_EXAMPLE_CUDA_PART)
+    return "cuda: " + cuda_device_description();
+#else
+    return "?";
+#endif
+  }
 }
+
+/// What the cuda policy did per training step after the warm-up steps
+/// (launches, host synchronisations, device allocations that missed the
+/// cache, uploads, peak device memory); a no-op on the cpu policy.
+template <class P>
+struct step_meter {
+  void begin(std::int64_t) {}
+  void end(std::int64_t) {}
+  bool measured() const { return false; }
+  void report(std::ostream&, io::json_value::object&) const {}
+};
+#if defined(PROTOSEG_EXAMPLE_CUDA_PART)
+template <>
+struct step_meter<cuda> {
+  std::int64_t warmup = 2;  ///< steps not measured (the cache fills, cuBLAS sets up)
+  std::int64_t first = -1, steps = 0;
+  cuda_counters at_begin{}, sum{};
+  std::size_t peak = 0;
+
+  bool active = false;  ///< the step under way is measured
+
+  void begin(std::int64_t it) {
+    if (first < 0) first = it;
+    active = it - first >= warmup;
+    if (active) at_begin = cuda_stats();
+  }
+  void end(std::int64_t) {
+    if (!active) return;
+    active = false;
+    const auto now = cuda_stats();
+    sum.launches += now.launches - at_begin.launches;
+    sum.syncs += now.syncs - at_begin.syncs;
+    sum.allocations += now.allocations - at_begin.allocations;
+    sum.requests += now.requests - at_begin.requests;
+    sum.uploads += now.uploads - at_begin.uploads;
+    sum.downloads += now.downloads - at_begin.downloads;
+    peak = std::max(peak, now.peak_bytes);
+    ++steps;
+  }
+  bool measured() const { return steps > 0; }
+  void report(std::ostream& os, io::json_value::object& extra) const {
+    if (!steps) return;
+    const auto per = [&](std::uint64_t v) { return static_cast<double>(v) / static_cast<double>(steps); };
+    os << std::fixed << std::setprecision(1) << "cuda per training step (" << steps << " steps after " << warmup
+       << " warm-up): " << per(sum.launches) << " launches, " << per(sum.syncs) << " host syncs, "
+       << per(sum.allocations) << " device allocations (of " << per(sum.requests) << " requests), "
+       << per(sum.uploads) << " uploads; peak device memory " << std::setprecision(0)
+       << static_cast<double>(peak) / (1 << 20) << " MiB\n";
+    io::json_value::object o;
+    o["steps"] = io::json_value(steps);
+    o["launches"] = io::json_value(per(sum.launches));
+    o["syncs"] = io::json_value(per(sum.syncs));
+    o["allocations"] = io::json_value(per(sum.allocations));
+    o["requests"] = io::json_value(per(sum.requests));
+    o["uploads"] = io::json_value(per(sum.uploads));
+    o["downloads"] = io::json_value(per(sum.downloads));
+    o["peak_bytes"] = io::json_value(static_cast<double>(peak));
+    extra["cuda_per_step"] = io::json_value(std::move(o));
+  }
+};
+#endif
 
 /// The data set of a split, as the configuration names it.
 inline std::shared_ptr<const data::segmentation_dataset> open_split(const train_config& c, bool train) {
@@ -209,8 +294,9 @@ struct evaluation {
 /// Whole-image, single-scale runs on equal-sized images are batched (with
 /// flip testing, the flipped batch is a second forward pass, and the
 /// unflipped figures are kept as well, in plain_*).
-inline evaluation evaluate(model_type& m, const data::segmentation_dataset& ds, const train_config& c,
-                           std::int64_t keep_examples, bool show_progress) {
+template <class P>
+evaluation evaluate(model_on<P>& m, const data::segmentation_dataset& ds, const train_config& c,
+                    std::int64_t keep_examples, bool show_progress) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::int64_t C = ds.num_classes();
   const std::int64_t n = c.eval_limit > 0 ? std::min(c.eval_limit, ds.size()) : ds.size();
@@ -242,8 +328,9 @@ inline evaluation evaluate(model_type& m, const data::segmentation_dataset& ds, 
         std::copy(one.data(), one.data() + 3 * H * W, x.data() + k * 3 * H * W);
       }
       no_grad guard;
-      auto logits = m.forward(variable<float>(x)).logits.value();
-      logits = models::detail_infer::resize(logits, H, W, io.align_corners);
+      auto logits = models::detail_infer::resize(m.forward(variable<float, P>(on<P>(x))).logits.value(), H, W,
+                                                 io.align_corners)
+                        .template to<cpu>();
       // Per image, the argmax over classes of q (b, C, H, W).
       auto argmax = [&](const float* q, std::int64_t k) {
         tensor<std::int64_t> p({H, W});
@@ -260,8 +347,10 @@ inline evaluation evaluate(model_type& m, const data::segmentation_dataset& ds, 
         // flipped-back softmax of the flipped image.
         namespace di = models::detail_infer;
         const auto p0 = softmax(logits, 1);
-        auto lf = m.forward(variable<float>(di::flip_last(x))).logits.value();
-        const auto p1 = di::flip_last(softmax(di::resize(lf, H, W, io.align_corners), 1));
+        auto lf = di::resize(m.forward(variable<float, P>(on<P>(di::flip_last(x)))).logits.value(), H, W,
+                             io.align_corners)
+                      .template to<cpu>();
+        const auto p1 = di::flip_last(softmax(lf, 1));
         const auto mean = (p0 + p1) * 0.5f;
         for (std::int64_t k = 0; k < b; ++k) {
           preds.push_back(argmax(mean.data(), k));
@@ -373,7 +462,7 @@ inline train_config config_from_metadata(const std::map<std::string, std::string
   }
   io::json_value::object keep;
   for (const auto& [k, v] : j.as_object())
-    if (t.find(k)) keep[k] = v;
+    if (t.find(k) && k != "device") keep[k] = v;  // the device is the new run's choice, not the model's
   // Written before --resnet-width existed: every ResNet had the standard width.
   if (!j.as_object().count("resnet-width") && !j.as_object().count("resnet_width")) c.resnet_width = 64;
   t.apply_json(io::json_value(keep), "'" + path + "' config");
@@ -393,7 +482,8 @@ inline io::checkpoint read_model_file(const std::string& path) {
 
 /// Loads model weights (a checkpoint or a bare weights file) strictly;
 /// a mismatch names the keys and the file.
-inline void load_weights(model_type& m, const io::safetensors_archive& state, const std::string& path) {
+template <class P>
+void load_weights(model_on<P>& m, const io::safetensors_archive& state, const std::string& path) {
   try {
     m.load_state_dict(state);
   } catch (const std::exception& e) {

@@ -48,24 +48,25 @@ tensor<T> flip_last(const tensor<T>& x) {
   return y;
 }
 
-template <class T>
-tensor<T> resize(const tensor<T>& x, std::int64_t h, std::int64_t w, bool align_corners) {
+template <class T, class P>
+tensor<T, P> resize(const tensor<T, P>& x, std::int64_t h, std::int64_t w, bool align_corners) {
   if (x.shape()[2] == h && x.shape()[3] == w) return x;
   nn::interpolate_options io;
   io.align_corners = align_corners;
-  return nn::functional::interpolate(variable<T>(x), h, w, io).value();
+  return nn::functional::interpolate(variable<T, P>(x), h, w, io).value();
 }
 
-// Class logits of the model for one (1, 3, h, w) input, at the input size.
-template <class T>
-tensor<T> logits_at_input(segmentation_model<T>& m, const tensor<T>& x, bool align_corners) {
-  auto out = m.forward(variable<T>(x));
-  return resize(out.logits.value(), x.shape()[2], x.shape()[3], align_corners);
+// Class logits of the model for one (1, 3, h, w) host input, at the input
+// size, on the host (the model runs on its own policy).
+template <class T, class P>
+tensor<T> logits_at_input(segmentation_model<T, P>& m, const tensor<T>& x, bool align_corners) {
+  auto out = m.forward(variable<T, P>(x.template to<P>()));
+  return resize(out.logits.value(), x.shape()[2], x.shape()[3], align_corners).template to<cpu>();
 }
 
 // Probabilities (1, C, h, w) for one scaled image, whole or sliding window.
-template <class T>
-tensor<T> probabilities(segmentation_model<T>& m, const tensor<T>& x, std::int64_t C, const inference_options& o) {
+template <class T, class P>
+tensor<T> probabilities(segmentation_model<T, P>& m, const tensor<T>& x, std::int64_t C, const inference_options& o) {
   const std::int64_t h = x.shape()[2], w = x.shape()[3];
   if (o.mode == "whole") return softmax(logits_at_input(m, x, o.align_corners), 1);
   // Sliding window: windows cover the image; overlapping votes are averaged
@@ -98,9 +99,10 @@ tensor<T> probabilities(segmentation_model<T>& m, const tensor<T>& x, std::int64
 
 /// Class probabilities (1, C, H, W) of a normalised image (1, 3, H, W),
 /// averaged over the scales and flips of `opt`. Runs without gradients and
-/// in eval mode (the model's mode is restored afterwards).
-template <class T>
-tensor<T> predict_probabilities(segmentation_model<T>& m, const tensor<T>& image, const inference_options& opt = {}) {
+/// in eval mode (the model's mode is restored afterwards). The image and the
+/// result are on the host; the model runs on its own policy (cpu or cuda).
+template <class T, class P>
+tensor<T> predict_probabilities(segmentation_model<T, P>& m, const tensor<T>& image, const inference_options& opt = {}) {
   image.require_defined("predict");
   if (image.rank() != 4 || image.shape()[0] != 1 || image.shape()[1] != m.options().in_channels)
     detail::fail<shape_error>("predict: image must be (1, ", m.options().in_channels, ", H, W), got ", image.shape());
@@ -135,8 +137,8 @@ tensor<T> predict_probabilities(segmentation_model<T>& m, const tensor<T>& image
 
 /// Predicted labels (H, W) int64: the argmax over classes of
 /// `predict_probabilities`.
-template <class T>
-tensor<std::int64_t> predict(segmentation_model<T>& m, const tensor<T>& image, const inference_options& opt = {}) {
+template <class T, class P>
+tensor<std::int64_t> predict(segmentation_model<T, P>& m, const tensor<T>& image, const inference_options& opt = {}) {
   const auto p = predict_probabilities(m, image, opt);
   const std::int64_t C = p.shape()[1], H = p.shape()[2], W = p.shape()[3];
   tensor<std::int64_t> out({H, W});
