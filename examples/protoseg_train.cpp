@@ -418,6 +418,7 @@ int run(int argc, char** argv) {
   std::int64_t it = start;
   double ce_avg = 0, loss_avg = 0;
   ex::step_meter<P> meter;
+  [[maybe_unused]] ex::deferred_checks<P> deferred;
   while (it < c.iters) {
     meter.begin(it);
     const double lr = sched.at(it);
@@ -427,7 +428,11 @@ int run(int argc, char** argv) {
     const auto labels = ex::on<P>(b.labels);
     auto o = model.forward(ps::variable<float, P>(ex::on<P>(b.images)), labels);
     auto terms = model.loss(o, labels);
-    const double loss = terms.total.value().item();
+    std::vector<ps::tensor<float, P>> parts{terms.total.value(), terms.ce.value()};
+    if (terms.ppc.defined()) parts.push_back(terms.ppc.value());
+    if (terms.ppd.defined()) parts.push_back(terms.ppd.value());
+    const auto values = ex::read_scalars(parts);  // one read of the step's losses
+    const double loss = values[0];
     if (!std::isfinite(loss)) {
       bar.interrupt();
       throw ps::value_error("training diverged: the loss is " + std::to_string(loss) + " at iteration " +
@@ -437,9 +442,10 @@ int run(int argc, char** argv) {
     terms.total.backward();
     opt.step();
     ++it;
-    log_row r{it, lr, loss, terms.ce.value().item(), 0, 0, seconds_before + bar.elapsed()};
-    if (terms.ppc.defined()) r.ppc = c.ppc_weight * terms.ppc.value().item();
-    if (terms.ppd.defined()) r.ppd = c.ppd_weight * terms.ppd.value().item();
+    log_row r{it, lr, loss, values[1], 0, 0, seconds_before + bar.elapsed()};
+    std::size_t next = 2;
+    if (terms.ppc.defined()) r.ppc = c.ppc_weight * values[next++];
+    if (terms.ppd.defined()) r.ppd = c.ppd_weight * values[next++];
     log.push_back(r);
     meter.end(it);
     loss_avg = it == start + 1 ? loss : 0.95 * loss_avg + 0.05 * loss;

@@ -408,6 +408,23 @@ TEST_CASE("--device cuda (Thrust's OpenMP system) trains the main job's model as
                         "checkpoint.safetensors", "log.csv", "val.csv"})
     CHECK_MESSAGE(fs::is_regular_file(dir / "cuda" / f), f);
 
+  // The cpu path of protoseg-train (whose cuda half nvcc may have compiled)
+  // is the same code as protoseg-train-omp's: the same losses, bit for bit.
+  // (Both halves instantiate the cpu policy's inline functions; the link
+  // order keeps the host compiler's copies. examples/protoseg-train.cmake.)
+  auto p = run(PROTOSEG_TRAIN_EXE, with(job, {"--out", (dir / "plain").string()}));
+  INFO(p.output);
+  REQUIRE(p.status == 0);
+  {
+    auto losses = [](const fs::path& f) {
+      std::string out;
+      std::istringstream in(read_all(f));
+      for (std::string line; std::getline(in, line);) out += line.substr(0, line.rfind(',')) + "\n";  // not the time
+      return out;
+    };
+    CHECK(losses(dir / "plain" / "log.csv") == losses(dir / "cpu" / "log.csv"));
+  }
+
   // The losses: the first step's to float precision (every op's cpu/cuda
   // parity is tested in test_cuda_*); later steps within 2 %, since 20 steps
   // of training amplify the last-bit differences of the two policies' sums.
@@ -421,14 +438,16 @@ TEST_CASE("--device cuda (Thrust's OpenMP system) trains the main job's model as
     }
 
   // The counters after warm-up: no device allocation misses the cache, and
-  // the host waits at most as often as today (the budget only shrinks; the
-  // goal of issue #15 is 2 per step, once losses and checks stay on the device).
+  // the host waits 3 times per step: the trainer's one read of the losses,
+  // the prototype step's count of grouped pixels, and its diagnostics (rounds,
+  // correct pixels). Losses, sums and checks stay on the device. The budget
+  // only shrinks (issue #15 asks for 2).
   const auto m = ps::io::parse_json(read_all(dir / "cuda" / "metrics.json"));
   const auto* per = m.find("cuda_per_step");
   REQUIRE(per != nullptr);
   CHECK(per->find("steps")->as_number() == 18);
   CHECK(per->find("allocations")->as_number() == 0);
-  CHECK(per->find("syncs")->as_number() <= 48);
+  CHECK(per->find("syncs")->as_number() <= 3);
   CHECK(per->find("launches")->as_number() > 0);
   MESSAGE("cuda per step: " << per->dump());
 

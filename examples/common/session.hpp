@@ -101,6 +101,28 @@ std::string device_description() {
   }
 }
 
+/// The values of one-element tensors of policy P, read with one download
+/// (one host synchronisation on the GPU, however many values).
+template <class T, class P>
+std::vector<double> read_scalars(const std::vector<tensor<T, P>>& ts) {
+  auto all = tensor<T, P>::empty(shape{static_cast<std::int64_t>(ts.size())});
+  for (std::size_t i = 0; i < ts.size(); ++i) backend_traits<P>::copy_same(all.data() + i, ts[i].data(), 1);
+  const auto host = all.template to<cpu>();
+  return std::vector<double>(host.data(), host.data() + host.numel());
+}
+
+/// Holds the policy's input checks until the next host read (cuda; see
+/// cuda_deferred_checks): a bad label then stops the run at the step's loss
+/// read with the cpu's message, without a wait per check. Nothing on the cpu.
+template <class P>
+struct deferred_checks {};
+#if defined(PROTOSEG_EXAMPLE_CUDA_PART)
+template <>
+struct deferred_checks<cuda> {
+  cuda_deferred_checks guard;
+};
+#endif
+
 /// What the cuda policy did per training step after the warm-up steps
 /// (launches, host synchronisations, device allocations that missed the
 /// cache, uploads, peak device memory); a no-op on the cpu policy.

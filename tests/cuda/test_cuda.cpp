@@ -186,6 +186,41 @@ TEST_CASE("cuda policy: cross_entropy forward, backward and errors") {
                        doctest::Contains("label 7 at flat position 10 is out of range"), value_error);
 }
 
+TEST_CASE("cuda policy: losses and sums stay on the device; checks wait for the next host read when deferred") {
+  // Counted alike on the GPU and on Thrust's OpenMP system (context.cuh).
+  auto logits = rndf({2, 4, 3, 3}, 13, -2, 2);
+  auto labels = tensor<std::int64_t>::from_vector({0, 1, 2, 3, 255, 0, 1, 2, 3, 3, 2, 1, 0, 255, 255, 1, 2, 0}, {2, 3, 3});
+  const auto lg = labels.to<cuda>();
+  variable<float, cuda> x(logits.to<cuda>(), true);
+  {
+    protoseg::cuda_deferred_checks deferred;
+    protoseg::reset_cuda_stats();
+    auto s = sum(x.value());
+    auto loss = cross_entropy(x, lg, {.ignore_index = 255});
+    loss.backward();
+    CHECK(protoseg::cuda_stats().syncs == 0);  // loss, sum, label check and gradient: no wait
+    const float v = loss.value().item();
+    CHECK(protoseg::cuda_stats().syncs == 1);
+    CHECK(std::isfinite(v));
+    CHECK(s.item() == doctest::Approx(sum(logits).item()).epsilon(1e-5));
+  }
+  // Immediate checks (the default) raise at the call, as on the cpu.
+  auto bad = labels.clone();
+  bad(0, 2, 1) = -3;
+  CHECK_THROWS_WITH_AS(cross_entropy(x, bad.to<cuda>(), {.ignore_index = 255}),
+                       doctest::Contains("label -3 at flat position 7 is out of range"), value_error);
+  // Deferred: the call goes on, the next host read raises the same message.
+  protoseg::cuda_deferred_checks deferred;
+  auto loss = cross_entropy(x, bad.to<cuda>(), {.ignore_index = 255});
+  CHECK_THROWS_WITH_AS(loss.value().item(), doctest::Contains("label -3 at flat position 7 is out of range"),
+                       value_error);
+  CHECK_NOTHROW(loss.value().item());  // raised once, then forgotten
+  auto targets = tensor<std::int64_t>::from_vector({0, 5, 1}, {3}).to<cuda>();
+  variable<float, cuda> scores(rndf({3, 4}, 14, -1, 1).to<cuda>(), true);
+  auto ppd = ppd_loss(scores, targets);
+  CHECK_THROWS_WITH_AS(protoseg::cuda_synchronize(), doctest::Contains("proto_targets[1] is 5"), value_error);
+}
+
 TEST_CASE("cuda policy: every op of the op table (tests/op_cases.hpp) agrees with cpu, value and gradients") {
   int cases = 0;
   protoseg_test::op_table::for_each_op_case([&](const std::string& name, const std::vector<tensor<double>>& in, auto f) {

@@ -8,6 +8,16 @@
 
 namespace protoseg::fn {
 
+/// x rounded to T and back to double. The rounding goes through a volatile
+/// T: GCC 12.2's SLP vectoriser, given two such round trips side by side
+/// (`acc[0] += double(float(a)); acc[1] += double(float(b));` after a loop
+/// that sums a and b), adds a and b unrounded (seen at -O2 and -O3).
+template <class T>
+PROTOSEG_HOST_DEVICE double rounded_to(double x) {
+  volatile T r = static_cast<T>(x);
+  return static_cast<double>(r);
+}
+
 struct plus {
   template <class T>
   PROTOSEG_HOST_DEVICE T operator()(T a, T b) const { return a + b; }

@@ -27,6 +27,29 @@ struct cross_entropy_options {
 };
 
 namespace loss_detail {
+/// The mean loss from the sums of softmax<P>::cross_entropy_forward (acc:
+/// loss, weight sum), on the policy's memory (one work item).
+template <class T>
+struct ce_mean_fn {
+  const double* acc;
+  T* out;
+  bool bands;  // upsampled_cross_entropy: the double sums of the bands, divided in double
+  PROTOSEG_HOST_DEVICE void operator()(std::int64_t) const {
+    if (bands) {
+      out[0] = acc[1] > 0 ? static_cast<T>(acc[0] / acc[1]) : T(0);
+      return;
+    }
+    const T total = static_cast<T>(acc[0]), ws = static_cast<T>(acc[1]);
+    out[0] = ws > T(0) ? total / ws : T(0);
+  }
+};
+template <class T, class P>
+tensor<T, P> ce_mean(const tensor<double, P>& acc, bool bands) {
+  auto loss = tensor<T, P>::empty(shape{});
+  backend::executor<P>::run(1, ce_mean_fn<T>{acc.data(), loss.data(), bands});
+  return loss;
+}
+
 template <class T, class P>
 struct cross_entropy_fn {
   static constexpr const char* name = "cross_entropy";
@@ -35,7 +58,7 @@ struct cross_entropy_fn {
   tensor<std::int64_t, P> labels;
   tensor<T, P> weights;
   std::int64_t ignore_index;
-  T weight_sum;
+  tensor<double, P> acc;  // the forward's loss and weight sums (the scale of the gradient)
   std::vector<tensor<T, P>> backward(const tensor<T, P>& g) {
     auto gx = tensor<T, P>::empty(logits.shape());
     write(g, gx, false);
@@ -46,10 +69,9 @@ struct cross_entropy_fn {
   void write(const tensor<T, P>& g, tensor<T, P>& gx, bool accumulate) const {
     const std::int64_t outer = logits.shape()[0], n = logits.shape()[1];
     const std::int64_t inner = logits.shape().product(2, logits.rank());
-    const T scale = weight_sum > T(0) ? g.item() / weight_sum : T(0);
     backend::softmax<P>::cross_entropy_backward(logits.data(), lse.data(), labels.data(),
                                                 weights.defined() ? weights.data() : nullptr, outer, n, inner,
-                                                ignore_index, scale, gx.data(), accumulate);
+                                                ignore_index, g.data(), acc.data(), gx.data(), accumulate);
   }
 };
 
@@ -74,13 +96,14 @@ void check_cross_entropy(const shape& xs, const tensor<std::int64_t, P>& labels,
       detail::fail<value_error>(who, ": class_weights must be finite and >= 0");
   }
   if (xs.numel() == 0) detail::fail<shape_error>(who, ": logits of shape ", xs, " are empty");
-  const std::int64_t bad = backend::softmax<P>::find_bad_label(labels.data(), labels.numel(), C, opt.ignore_index);
-  if (bad >= 0) {
-    const std::int64_t value = labels.flatten().narrow0(bad, bad + 1).item();
-    detail::fail<value_error>(who, ": label ", value, " at flat position ", bad,
-                              " is out of range: expected a class id in [0, ", C, ") or the ignore index ",
-                              opt.ignore_index);
-  }
+  backend::softmax<P>::check_labels(
+      labels.data(), labels.numel(), C, opt.ignore_index,
+      [labels, C, who, ignore = opt.ignore_index](std::int64_t bad) {
+        const std::int64_t value = labels.flatten().narrow0(bad, bad + 1).item();
+        detail::fail<value_error>(who, ": label ", value, " at flat position ", bad,
+                                  " is out of range: expected a class id in [0, ", C, ") or the ignore index ",
+                                  ignore);
+      });
 }
 }  // namespace loss_detail
 
@@ -98,13 +121,12 @@ variable<T, P> cross_entropy(const variable<T, P>& logits, const tensor<std::int
   const std::int64_t C = x.shape()[1];
   const std::int64_t outer = x.shape()[0], inner = x.shape().product(2, x.rank());
   auto lse = tensor<T, P>::empty(shape{outer * inner});
-  T wsum{};
-  const T total = backend::softmax<P>::cross_entropy_forward(
-      x.data(), labels.data(), opt.class_weights.defined() ? opt.class_weights.data() : nullptr, outer, C, inner,
-      opt.ignore_index, lse.data(), &wsum);
-  const T loss = wsum > T(0) ? total / wsum : T(0);
-  return detail::record(full<T, P>(shape{}, loss),
-                        loss_detail::cross_entropy_fn<T, P>{x, lse, labels, opt.class_weights, opt.ignore_index, wsum},
+  tensor<double, P> acc(shape{2});  // loss and weight sums, on the policy's memory
+  backend::softmax<P>::cross_entropy_forward(x.data(), labels.data(),
+                                             opt.class_weights.defined() ? opt.class_weights.data() : nullptr, outer,
+                                             C, inner, opt.ignore_index, lse.data(), acc.data());
+  return detail::record(loss_detail::ce_mean<T>(acc, false),
+                        loss_detail::cross_entropy_fn<T, P>{x, lse, labels, opt.class_weights, opt.ignore_index, acc},
                         logits);
 }
 
@@ -118,7 +140,7 @@ struct upsampled_ce_fn {
   tensor<std::int64_t, P> labels;
   tensor<T, P> weights;
   std::int64_t ignore_index;
-  T weight_sum;
+  tensor<double, P> acc;  // the forward's loss and weight sums
   // Bands of output rows (the height axis): all of bands[0].out rows but
   // the last, which may be shorter.
   std::vector<backend::resize_axis<T>> bands;
@@ -130,7 +152,6 @@ struct upsampled_ce_fn {
     auto gx = tensor<T, P>::empty(logits.shape());
     const bool several = bands.size() > 1;
     if (several) backend::elementwise<P>::fill(gx.data(), gx.numel(), T(0));
-    const T scale = weight_sum > T(0) ? g.item() / weight_sum : T(0);
     // One band's upsampled logits, then their gradient.
     auto up = tensor<T, P>::empty({C, rows * W});
     for (std::int64_t b = 0; b < B; ++b)
@@ -139,7 +160,7 @@ struct upsampled_ce_fn {
         backend::resize<P>::forward(logits.data() + b * C * hw, up.data(), C, bands[k], aw);
         backend::softmax<P>::cross_entropy_backward(up.data(), lse.data() + px, labels.data() + px,
                                                     weights.defined() ? weights.data() : nullptr, 1, C, n,
-                                                    ignore_index, scale, up.data());
+                                                    ignore_index, g.data(), acc.data(), up.data());
         backend::resize<P>::backward(up.data(), gx.data() + b * C * hw, C, bands[k], aw, several);
       }
     return {gx};
@@ -179,21 +200,18 @@ variable<T, P> upsampled_cross_entropy(const variable<T, P>& logits, const tenso
   auto lse = tensor<T, P>::empty({B * H * W});
   auto up = tensor<T, P>::empty({C, rows * W});
   const T* weight = opt.class_weights.defined() ? opt.class_weights.data() : nullptr;
-  double total = 0, wsum = 0;
+  tensor<double, P> acc(shape{2});  // the bands' loss and weight sums, each rounded to T, added in double
   for (std::int64_t b = 0; b < B; ++b)
     for (std::size_t k = 0; k < bands.size(); ++k) {
       const std::int64_t px = b * H * W + static_cast<std::int64_t>(k) * rows * W;
       backend::resize<P>::forward(logits.value().data() + b * C * h * w, up.data(), C, bands[k], aw);
-      T ws{};
-      total += static_cast<double>(backend::softmax<P>::cross_entropy_forward(
-          up.data(), labels.data() + px, weight, 1, C, bands[k].out * W, opt.ignore_index, lse.data() + px, &ws));
-      wsum += static_cast<double>(ws);
+      backend::softmax<P>::cross_entropy_forward(up.data(), labels.data() + px, weight, 1, C, bands[k].out * W,
+                                                 opt.ignore_index, lse.data() + px, acc.data());
     }
-  const T loss = wsum > 0 ? static_cast<T>(total / wsum) : T(0);
   return ::protoseg::detail::record(
-      full<T, P>(shape{}, loss),
-      loss_detail::upsampled_ce_fn<T, P>{logits.value(), lse, labels, opt.class_weights, opt.ignore_index,
-                                       static_cast<T>(wsum), std::move(bands), std::move(aw)},
+      loss_detail::ce_mean<T>(acc, true),
+      loss_detail::upsampled_ce_fn<T, P>{logits.value(), lse, labels, opt.class_weights, opt.ignore_index, acc,
+                                       std::move(bands), std::move(aw)},
       logits);
 }
 

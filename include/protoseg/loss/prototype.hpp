@@ -7,7 +7,7 @@
 /// (class * M + assigned prototype, or the ignore label).
 ///
 /// Any policy: the target check and PPD are backend primitives
-/// (backend::softmax<P>::find_bad_label, backend::prototype<P>::ppd_*);
+/// (backend::softmax<P>::check_labels, backend::prototype<P>::ppd_*);
 /// PPC is cross_entropy.
 
 #include <cmath>
@@ -51,14 +51,14 @@ void check_prototype_inputs(const variable<T, P>& logits, const tensor<std::int6
     detail::fail<shape_error>(who, ": proto_targets have shape ", targets.shape(), ", expected (", logits.shape()[0],
                               ",) for proto_logits of shape ", logits.shape());
   const std::int64_t K = logits.shape()[1];
-  auto bad_target = [&](std::int64_t n, std::int64_t v) {
-    detail::fail<value_error>(who, ": proto_targets[", n, "] is ", v, ", expected a prototype id in [0, ", K,
-                              ") or the ignore index ", ignore_index);
-  };
-  if (targets.numel() > 0) {
-    const std::int64_t bad = backend::softmax<P>::find_bad_label(targets.data(), targets.numel(), K, ignore_index);
-    if (bad >= 0) bad_target(bad, targets.narrow0(bad, bad + 1).item());
-  }
+  if (targets.numel() > 0)
+    backend::softmax<P>::check_labels(targets.data(), targets.numel(), K, ignore_index,
+                                      [targets, K, who, ignore_index](std::int64_t bad) {
+                                        detail::fail<value_error>(who, ": proto_targets[", bad, "] is ",
+                                                                  targets.narrow0(bad, bad + 1).item(),
+                                                                  ", expected a prototype id in [0, ", K,
+                                                                  ") or the ignore index ", ignore_index);
+                                      });
 }
 
 template <class T, class P>
@@ -67,7 +67,8 @@ struct ppd_fn {
   shape in;
   tensor<std::int64_t, P> targets;
   tensor<T, P> picked;  // the target score of every pixel (unused where ignored)
-  std::int64_t ignore_index, count;
+  std::int64_t ignore_index;
+  tensor<double, P> acc;  // the forward's sum and count (the count scales the gradient)
   std::vector<tensor<T, P>> backward(const tensor<T, P>& g) {
     auto gx = zeros<T, P>(in);
     add_into(g, gx);
@@ -75,10 +76,10 @@ struct ppd_fn {
   }
   // Adds the gradient, nonzero only at each pixel's target, into gx.
   void add_into(const tensor<T, P>& g, tensor<T, P>& gx) {
-    if (count == 0) return;
     const std::int64_t N = in[0], K = in[1];
-    const T scale = g.item() * T(-2) / static_cast<T>(count);
-    backend::prototype<P>::ppd_backward(targets.data(), picked.data(), N, K, ignore_index, scale, gx.data());
+    if (N == 0) return;
+    backend::prototype<P>::ppd_backward(targets.data(), picked.data(), N, K, ignore_index, g.data(), acc.data(),
+                                        gx.data());
   }
 };
 
@@ -112,14 +113,12 @@ variable<T, P> ppd_loss(const variable<T, P>& proto_logits, const tensor<std::in
   auto picked = zeros<T, P>({N});
   const T* x = proto_logits.value().data();
   const std::int64_t* t = proto_targets.data();
-  double acc = 0;
-  std::int64_t count = 0;
-  if (N > 0) {
-    acc = backend::prototype<P>::ppd_forward(x, t, N, K, opt.ignore_index, picked.data(), &count);
-  }
-  const T loss = count > 0 ? static_cast<T>(acc / static_cast<double>(count)) : T(0);
-  return detail::record(full<T, P>(shape{}, loss),
-                        loss_detail::ppd_fn<T, P>{proto_logits.shape(), proto_targets, picked, opt.ignore_index, count},
+  tensor<double, P> acc(shape{2});  // sum and count, on the policy's memory
+  if (N > 0) backend::prototype<P>::ppd_forward(x, t, N, K, opt.ignore_index, picked.data(), acc.data());
+  auto loss = tensor<T, P>::empty(shape{});
+  backend::executor<P>::run(1, backend::kernels::ppd_mean_fn<T>{acc.data(), loss.data()});
+  return detail::record(loss,
+                        loss_detail::ppd_fn<T, P>{proto_logits.shape(), proto_targets, picked, opt.ignore_index, acc},
                         proto_logits);
 }
 

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "protoseg/ot/common.hpp"
@@ -59,14 +60,77 @@ inline void check_offsets(const tensor<std::int64_t>& offsets, std::int64_t N, c
 
 }  // namespace detail
 
+namespace detail {
+
+/// A class whose solve failed (status != 0).
+struct status_bad_fn {
+  const std::int32_t* status;
+  PROTOSEG_HOST_DEVICE bool operator()(std::int64_t c) const { return status[c] != 0; }
+};
+/// out[0] = the most rounds any class ran, out[1] = the largest error.
+struct segmented_stats_fn {
+  const std::int32_t* used;
+  const double* err;
+  std::int64_t C;
+  double* out;
+  PROTOSEG_HOST_DEVICE void operator()(std::int64_t) const {
+    double rounds = 0, error = 0;
+    for (std::int64_t c = 0; c < C; ++c) {
+      rounds = used[c] > rounds ? used[c] : rounds;
+      error = err[c] > error ? err[c] : error;
+    }
+    out[0] = rounds;
+    out[1] = error;
+  }
+};
+
+/// The solve itself, for offsets known to be valid CSR offsets of the N rows
+/// (checked by the caller, or made by the prototype step's grouping). A
+/// failed class raises (at once, or at the next host read under
+/// cuda_deferred_checks); the rounds and the error come back in one read.
+/// With `stats` (2 doubles of the policy's memory) the rounds and the error
+/// are written there instead, for the caller to read with its own values
+/// (iterations and marginal_error of the result are then left 0).
+template <class T, class P>
+segmented_result<T, P> segmented_solve(const tensor<T, P>& scores, const tensor<std::int64_t, P>& offsets,
+                                       tensor<T, P> out, const sinkhorn_options& o, const char* who,
+                                       double* stats = nullptr) {
+  const std::int64_t M = scores.shape()[1], C = offsets.numel() - 1;
+  auto ws = tensor<T, P>::empty({C, M});
+  auto used = tensor<std::int32_t, P>::empty({C});
+  auto err = tensor<double, P>::empty({C});
+  auto status = tensor<std::int32_t, P>::empty({C});
+  backend::sinkhorn<P>::segmented(scores.data(), out.data(), offsets.data(), C, M, settings_of(o), ws.data(),
+                                  used.data(), err.data(), status.data());
+  backend::executor<P>::check(C, status_bad_fn{status.data()}, [status, who, kappa = o.kappa](std::int64_t c) {
+    const std::int32_t st = status.narrow0(c, c + 1).item();
+    const std::string where = protoseg::detail::concat_message(" of class ", c);
+    raise(static_cast<detail::status>(st), who, kappa, where.c_str());
+  });
+  segmented_result<T, P> res;
+  if (stats) {
+    backend::executor<P>::run(1, segmented_stats_fn{used.data(), err.data(), C, stats});
+  } else {
+    tensor<double, P> both(shape{2});
+    backend::executor<P>::run(1, segmented_stats_fn{used.data(), err.data(), C, both.data()});
+    const auto s = both.to_vector();
+    res.iterations = static_cast<int>(s[0]);
+    res.marginal_error = s[1];
+  }
+  res.assignment = std::move(out);
+  return res;
+}
+
+}  // namespace detail
+
 /// Segmented Sinkhorn-Knopp (Algorithm 1 per class, Eq. 9) on any policy:
 /// scores N x M (pixel-major, class c in rows [offsets[c], offsets[c+1])),
 /// offsets int64 of size C + 1; writes the N x M assignment into `out` (may
 /// be `scores` itself). Empty classes are skipped; each class equals a solve
 /// on its own. Every class is solved by one call of the backend's
 /// `sinkhorn<P>::segmented` (cpu: one class per thread, each block solved in
-/// cache; cuda: one launch); only the C + 1 offsets and the per-class
-/// status, rounds and errors are read on the host.
+/// cache; cuda: one launch); the offsets are checked on the host, and the
+/// most rounds and the largest error come back in one read.
 template <class T, class P>
 segmented_result<T, P> segmented_sinkhorn(const tensor<T, P>& scores, const tensor<std::int64_t, P>& offsets,
                                           tensor<T, P> out, const sinkhorn_options& o = {}) {
@@ -81,31 +145,10 @@ segmented_result<T, P> segmented_sinkhorn(const tensor<T, P>& scores, const tens
   if (!out.defined() || out.shape() != scores.shape())
     protoseg::detail::fail<shape_error>(who, ": out: got shape ", out.defined() ? out.shape() : shape{},
                                         ", expected the shape of scores ", scores.shape());
-  const std::int64_t N = scores.shape()[0], M = scores.shape()[1];
-  const tensor<std::int64_t> host_offsets = offsets.defined() ? offsets.template to<cpu>() : tensor<std::int64_t>();
-  detail::check_offsets(host_offsets, N, who);
-  const std::int64_t C = host_offsets.numel() - 1;
-  auto ws = tensor<T, P>::empty({C, M});
-  auto used = tensor<std::int32_t, P>::empty({C});
-  auto err = tensor<double, P>::empty({C});
-  auto status = tensor<std::int32_t, P>::empty({C});
-  backend::sinkhorn<P>::segmented(scores.data(), out.data(), offsets.data(), C, M, detail::settings_of(o), ws.data(),
-                                  used.data(), err.data(), status.data());
-  const auto st = status.to_vector();
-  const auto us = used.to_vector();
-  const auto er = err.to_vector();
-  segmented_result<T, P> res;
-  for (std::int64_t c = 0; c < C; ++c) {
-    const std::size_t cs = static_cast<std::size_t>(c);
-    if (st[cs] != 0) {
-      const std::string where = protoseg::detail::concat_message(" of class ", c);
-      detail::raise(static_cast<detail::status>(st[cs]), who, o.kappa, where.c_str());
-    }
-    res.iterations = std::max(res.iterations, int(us[cs]));
-    res.marginal_error = std::max(res.marginal_error, er[cs]);
-  }
-  res.assignment = std::move(out);
-  return res;
+  const std::int64_t N = scores.shape()[0];
+  // Invalid offsets would send the solver outside the scores: checked here, at once.
+  detail::check_offsets(offsets.defined() ? offsets.template to<cpu>() : tensor<std::int64_t>(), N, who);
+  return detail::segmented_solve(scores, offsets, std::move(out), o, who);
 }
 
 /// Segmented Sinkhorn-Knopp into a new N x M tensor (see above).

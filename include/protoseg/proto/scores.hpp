@@ -92,8 +92,11 @@ score_summary<T, P> summarize_scores(const tensor<T, P>& embeddings, const tenso
   const auto sz = detail::check_summary_inputs(embeddings, prototypes, labels, o);
   const std::int64_t N = sz.N, C = sz.C, M = sz.M, D = sz.D;
   if (labels.defined() && N > 0) {
-    const std::int64_t bad = backend::softmax<P>::find_bad_label(labels.data(), N, C, o.ignore_index);
-    if (bad >= 0) detail::bad_label("summarize_scores", bad, labels.narrow0(bad, bad + 1).item(), C, o.ignore_index);
+    backend::softmax<P>::check_labels(labels.data(), N, C, o.ignore_index,
+                                      [labels, C, ignore = o.ignore_index](std::int64_t bad) {
+                                        detail::bad_label("summarize_scores", bad,
+                                                          labels.narrow0(bad, bad + 1).item(), C, ignore);
+                                      });
   }
   score_summary<T, P> out;
   out.M = M;

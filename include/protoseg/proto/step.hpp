@@ -146,8 +146,11 @@ basic_step_result<P> prototype_step(const tensor<T, P>& embeddings, const tensor
   const detail::step_sizes sz = detail::check_step_inputs(embeddings, scores, class_logits, labels, prototypes, o);
   const std::int64_t N = sz.N, C = sz.C, M = sz.M, D = sz.D;
   if (N > 0) {
-    const std::int64_t bad = backend::softmax<P>::find_bad_label(labels.data(), N, C, o.ignore_index);
-    if (bad >= 0) detail::bad_label("prototype_step", bad, labels.narrow0(bad, bad + 1).item(), C, o.ignore_index);
+    backend::softmax<P>::check_labels(labels.data(), N, C, o.ignore_index,
+                                      [labels, C, ignore = o.ignore_index](std::int64_t bad) {
+                                        detail::bad_label("prototype_step", bad, labels.narrow0(bad, bad + 1).item(),
+                                                          C, ignore);
+                                      });
   }
   basic_step_result<P> res;
   res.targets = full<std::int64_t, P>(shape{N}, o.target_ignore_index);
@@ -163,8 +166,12 @@ basic_step_result<P> prototype_step(const tensor<T, P>& embeddings, const tensor
   ot::sinkhorn_options so;
   so.iterations = o.sinkhorn_iterations;
   so.kappa = o.kappa;
-  auto q = ot::segmented_sinkhorn(block, offsets, so);
-  res.sinkhorn_iterations = q.iterations;
+  ot::detail::check_options(so, "segmented_sinkhorn");
+  ot::detail::check_kappa_for<T>(so, "segmented_sinkhorn");
+  // The offsets come from the grouping above: valid by construction.
+  tensor<double, P> diag(shape{3});  // rounds, error, correct pixels: read once, at the end
+  auto q = ot::detail::segmented_solve(block, offsets, tensor<T, P>::empty(block.shape()), so, "segmented_sinkhorn",
+                                       diag.data());
   tensor<double, P> noise;
   if (o.gumbel) {
     std::vector<double> g(static_cast<std::size_t>(R * M));
@@ -177,11 +184,14 @@ basic_step_result<P> prototype_step(const tensor<T, P>& embeddings, const tensor
   kernels::scatter_targets(order.data(), labels.data(), index.data(), R, M, res.targets.data());
 
   auto keys = tensor<std::int64_t, P>::empty({R});
-  res.correct =
-      kernels::correct_keys(class_logits.data(), labels.data(), order.data(), chosen.data(), R, C, M, keys.data());
-  if (!o.update_prototypes) return res;
-  kernels::momentum_update(keys.data(), order.data(), R, embeddings.data(), D, C * M, static_cast<T>(o.gamma),
-                           prototypes.data());
+  kernels::correct_keys(class_logits.data(), labels.data(), order.data(), chosen.data(), R, C, M, keys.data(),
+                        diag.data() + 2);
+  if (o.update_prototypes)
+    kernels::momentum_update(keys.data(), order.data(), R, embeddings.data(), D, C * M, static_cast<T>(o.gamma),
+                             prototypes.data());
+  const auto d = diag.to_vector();
+  res.sinkhorn_iterations = static_cast<int>(d[0]);
+  res.correct = static_cast<std::int64_t>(d[2]);
   return res;
 }
 

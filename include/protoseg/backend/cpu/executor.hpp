@@ -5,6 +5,7 @@
 /// work is below the parallel grain. Items must be independent.
 
 #include <cstdint>
+#include <functional>
 
 #include "protoseg/backend/parallel.hpp"
 #include "protoseg/backend/primitives.hpp"
@@ -20,6 +21,15 @@ struct executor<cpu> {
     if (work < 0) work = n;
     PROTOSEG_OMP_FOR(work)
     for (std::int64_t i = 0; i < n; ++i) f(i);
+  }
+  /// An input check: report(the first i in [0, n) where bad(i) is true), if
+  /// any; report throws the caller's message. Here at once; the cuda policy
+  /// may call it after its next synchronisation (cuda_deferred_checks), so
+  /// report must own (copy) the tensors it reads.
+  template <class Bad>
+  static void check(std::int64_t n, const Bad& bad, const std::function<void(std::int64_t)>& report) {
+    for (std::int64_t i = 0; i < n; ++i)
+      if (bad(i)) return report(i);
   }
 };
 

@@ -79,15 +79,15 @@ struct prototype<cpu> : prototype_common<cpu> {
 
   /// keys (R): the prototype id (class * M + chosen) of every correctly
   /// classified grouped pixel (first maximum of its logits == label), C * M
-  /// for the others; returns how many are correct.
+  /// for the others; count[0] (the policy's memory) = how many are correct.
   template <class T>
-  static i64 correct_keys(const T* logits, const i64* labels, const i64* order, const i64* chosen, i64 R, i64 C, i64 M,
-                          i64* keys) {
+  static void correct_keys(const T* logits, const i64* labels, const i64* order, const i64* chosen, i64 R, i64 C,
+                           i64 M, i64* keys, double* count) {
     const kernels::correct_key_fn<T> key{logits, labels, order, chosen, C, M};
     executor<cpu>::run(R, [&](i64 r) { keys[r] = key(r); }, R * C);
     i64 correct = 0;
     for (i64 r = 0; r < R; ++r) correct += keys[r] < C * M;
-    return correct;
+    count[0] = static_cast<double>(correct);
   }
 
   /// Momentum update (Eq. 10) of the K = C * M prototypes (K, D) in place from
@@ -110,20 +110,21 @@ struct prototype<cpu> : prototype_common<cpu> {
     executor<cpu>::run(K, kernels::momentum_row_fn<T>{f.data(), seg.data(), D, gamma, protos}, K * D);
   }
 
-  /// PPD forward: picked[n] = x[n, t[n]] (0 where ignored); returns the sum of
-  /// (1 - picked)^2 over the non-ignored pixels (double) and their count.
+  /// PPD forward: picked[n] = x[n, t[n]] (0 where ignored); acc[0] = the sum
+  /// of (1 - picked)^2 over the non-ignored pixels (double), acc[1] = their
+  /// count. acc is the policy's memory (on the device for cuda).
   template <class T>
-  static double ppd_forward(const T* x, const i64* t, i64 N, i64 K, i64 ignore, T* picked, i64* count) {
+  static void ppd_forward(const T* x, const i64* t, i64 N, i64 K, i64 ignore, T* picked, double* acc) {
     executor<cpu>::run(N, kernels::ppd_pick_fn<T>{x, t, K, ignore, picked});
     const kernels::ppd_term_fn<T> term{picked, t, ignore};
-    double acc = 0;
+    double sum = 0;
     i64 c = 0;
     for (i64 n = 0; n < N; ++n) {
-      acc += term(n);  // in pixel order (0 where ignored)
+      sum += term(n);  // in pixel order (0 where ignored)
       c += t[n] != ignore;
     }
-    *count = c;
-    return acc;
+    acc[0] = sum;
+    acc[1] = static_cast<double>(c);
   }
 };
 

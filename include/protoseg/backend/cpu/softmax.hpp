@@ -7,8 +7,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
+#include "protoseg/backend/functors.hpp"
 #include "protoseg/backend/parallel.hpp"
 #include "protoseg/backend/primitives.hpp"
 
@@ -90,6 +92,15 @@ struct softmax<cpu> {
     }
   }
 
+  /// Checks that every label is in [0, n) or the ignore index, and calls
+  /// report(the first offending position) otherwise (report throws). The
+  /// cuda policy may call it later (cuda_deferred_checks): report must own
+  /// what it reads.
+  static void check_labels(const std::int64_t* labels, std::int64_t count, std::int64_t n,
+                           std::int64_t ignore_index, const std::function<void(std::int64_t)>& report) {
+    const std::int64_t bad = find_bad_label(labels, count, n, ignore_index);
+    if (bad >= 0) report(bad);
+  }
   /// Position of the first label that is neither in [0, n) nor the ignore
   /// index, or -1 when all are valid.
   static std::int64_t find_bad_label(const std::int64_t* labels, std::int64_t count, std::int64_t n,
@@ -102,14 +113,16 @@ struct softmax<cpu> {
   }
 
   /// Cross-entropy from the logits, without materialising the log-softmax:
-  /// writes lse[o, i] = log sum_k exp(x[o, k, i]) and returns
-  /// sum_j w[l_j] * (lse_j - x[l_j]) over the labels that are not ignored,
-  /// with sum_j w[l_j] in *weight_sum. Labels must have been validated.
-  /// `weight` may be null (all ones).
+  /// writes lse[o, i] = log sum_k exp(x[o, k, i]) and adds to acc[0] the loss
+  /// sum_j w[l_j] * (lse_j - x[l_j]) over the labels that are not ignored and
+  /// to acc[1] the weight sum sum_j w[l_j], each summed in double and rounded
+  /// to T. acc is the policy's memory (on the device for cuda: the loss never
+  /// comes back to the host). Labels must have been validated; `weight` may
+  /// be null (all ones).
   template <class T>
-  static T cross_entropy_forward(const T* x, const std::int64_t* labels, const T* weight, std::int64_t outer,
-                                 std::int64_t n, std::int64_t inner, std::int64_t ignore_index, T* lse,
-                                 T* weight_sum) {
+  static void cross_entropy_forward(const T* x, const std::int64_t* labels, const T* weight, std::int64_t outer,
+                                    std::int64_t n, std::int64_t inner, std::int64_t ignore_index, T* lse,
+                                    double* acc) {
     using array = Eigen::Array<T, Eigen::Dynamic, 1>;
     if (inner == 1) {
       PROTOSEG_OMP_FOR(outer * n)
@@ -146,19 +159,24 @@ struct softmax<cpu> {
         wsum += w;
       }
     }
-    *weight_sum = static_cast<T>(wsum);
-    return static_cast<T>(loss);
+    acc[0] += fn::rounded_to<T>(loss);
+    acc[1] += fn::rounded_to<T>(wsum);
   }
 
-  /// Gradient of scale * cross_entropy with respect to the logits, from the
-  /// logits and their `lse` (cross_entropy_forward):
+  /// Gradient of g[0] * (mean cross-entropy) with respect to the logits,
+  /// from the logits and their `lse` (cross_entropy_forward), with
+  /// scale = g[0] / T(acc[1]) (0 when the weight sum acc[1] is 0):
   /// scale * w[l] * (exp(x - lse) - onehot(l)) per non-ignored position, 0
   /// elsewhere; added to gx instead when `accumulate` is set. gx may be x.
+  /// g and acc are the policy's memory.
   template <class T>
   static void cross_entropy_backward(const T* x, const T* lse, const std::int64_t* labels, const T* weight,
                                      std::int64_t outer, std::int64_t n, std::int64_t inner,
-                                     std::int64_t ignore_index, T scale, T* gx, bool accumulate = false) {
+                                     std::int64_t ignore_index, const T* g, const double* acc, T* gx,
+                                     bool accumulate = false) {
     using array = Eigen::Array<T, Eigen::Dynamic, 1>;
+    const T weight_sum = static_cast<T>(acc[1]);
+    const T scale = weight_sum > T(0) ? g[0] / weight_sum : T(0);
     if (inner == 1) {
       PROTOSEG_OMP_FOR(outer * n)
       for (std::int64_t o = 0; o < outer; ++o) {

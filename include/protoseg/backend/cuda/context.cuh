@@ -26,6 +26,10 @@
 #include <thrust/execution_policy.h>
 
 #include <atomic>
+#include <functional>
+#include <mutex>
+#include <utility>
+#include <vector>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -189,6 +193,99 @@ class scratch {
   T* p_ = nullptr;
 };
 
+// ---- checks whose result stays on the device until the next host read ----------
+//
+// A check (a label out of range, say) is a kernel that writes the position of
+// the first offence, or -1, into a slot of host-visible memory (mapped pinned
+// memory on the GPU, so no copy is needed once the stream is done). In
+// immediate mode (the default) the host waits for it at once, as before; in
+// deferred mode (`cuda_deferred_checks`) it is read after the next
+// synchronisation the host needs anyway (a download, cuda_synchronize), and
+// a failed check raises then, with the message its caller would have given.
+class check_slots {
+ public:
+  static constexpr std::size_t capacity = 1024;
+  static check_slots& instance() {
+    static check_slots* s = new check_slots();  // never destroyed, as the stream
+    return *s;
+  }
+  std::atomic<int> deferred_depth{0};
+
+  /// A free slot (the host pointer; under UVA the kernel writes it directly).
+  std::int64_t* take() {
+    std::int64_t* p = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (pending_.size() < capacity) p = slots_ + next_++ % capacity;
+    }
+    if (!p) {  // every slot waits: settle them first
+      settle_after_sync();
+      return take();
+    }
+    return p;
+  }
+  void defer(std::int64_t* slot, std::function<void(std::int64_t)> report) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pending_.push_back({slot, std::move(report)});
+  }
+  /// After a synchronisation: reads every pending slot; the first failed
+  /// check raises (the others are dropped).
+  void settle_after_sync() {
+    std::vector<entry> todo;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      todo.swap(pending_);
+    }
+    for (auto& e : todo)
+      if (*e.slot >= 0) {
+        const std::int64_t pos = *e.slot;
+        e.report(pos);  // throws
+      }
+  }
+  bool has_pending() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return !pending_.empty();
+  }
+
+ private:
+  struct entry {
+    std::int64_t* slot;
+    std::function<void(std::int64_t)> report;
+  };
+  check_slots() {
+#if defined(PROTOSEG_CUDA_DEVICE)
+    void* p = nullptr;
+    check(cudaHostAlloc(&p, capacity * sizeof(std::int64_t), cudaHostAllocMapped), "cudaHostAlloc (check slots)");
+    slots_ = static_cast<std::int64_t*>(p);
+#else
+    slots_ = new std::int64_t[capacity];
+#endif
+  }
+  std::mutex mutex_;
+  std::int64_t* slots_ = nullptr;
+  std::size_t next_ = 0;
+  std::vector<entry> pending_;
+};
+
+/// Runs `write(slot)` (queues a kernel that stores the first offending
+/// position, or -1, in *slot) and calls report(position) when it fails: at
+/// once (one sync) in immediate mode, after the next sync in deferred mode.
+template <class Write>
+void device_check(const Write& write, std::function<void(std::int64_t)> report) {
+  auto& s = check_slots::instance();
+  std::int64_t* slot = s.take();
+  write(slot);
+  if (s.deferred_depth.load() > 0) {
+    s.defer(slot, std::move(report));
+    return;
+  }
+  note_sync();  // immediate: wait for this check
+#if defined(PROTOSEG_CUDA_DEVICE)
+  check(cudaStreamSynchronize(stream()), "the queued device work");
+#endif
+  if (*slot >= 0) report(*slot);
+}
+
 /// Raw copies between host and device memory, counted.
 inline void upload(void* dst, const void* src, std::size_t bytes) {
   if (!bytes) return;
@@ -212,6 +309,7 @@ inline void download(void* dst, const void* src, std::size_t bytes) {
 #else
   std::memcpy(dst, src, bytes);
 #endif
+  check_slots::instance().settle_after_sync();  // deferred checks raise here
 }
 inline void device_copy(void* dst, const void* src, std::size_t bytes) {
   if (!bytes) return;
@@ -260,7 +358,21 @@ inline void cuda_synchronize() {
 #if defined(PROTOSEG_CUDA_DEVICE)
   backend::cuda_detail::check(cudaStreamSynchronize(backend::cuda_detail::stream()), "the queued device work");
 #endif
+  backend::cuda_detail::check_slots::instance().settle_after_sync();
 }
+
+/// While one lives, the cuda policy's input checks (label and target ranges)
+/// do not wait for the device: a failed check raises at the next host read
+/// (a download such as item() or to<cpu>(), or cuda_synchronize()) with the
+/// message the cpu policy gives at once. The trainers hold one for the whole
+/// run; without it each check costs one synchronisation.
+class cuda_deferred_checks {
+ public:
+  cuda_deferred_checks() { backend::cuda_detail::check_slots::instance().deferred_depth.fetch_add(1); }
+  cuda_deferred_checks(const cuda_deferred_checks&) = delete;
+  cuda_deferred_checks& operator=(const cuda_deferred_checks&) = delete;
+  ~cuda_deferred_checks() { backend::cuda_detail::check_slots::instance().deferred_depth.fetch_sub(1); }
+};
 
 /// Throws a protoseg::error naming the cause when the cuda policy cannot run
 /// here (no driver, no device); otherwise returns a description of the device.

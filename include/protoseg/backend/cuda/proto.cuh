@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "protoseg/backend/cuda/device_sum.cuh"
 #include "protoseg/backend/cuda/executor.cuh"
 #include "protoseg/backend/cuda/gemm.cuh"
 #include "protoseg/backend/kernels/proto.hpp"
@@ -40,10 +41,6 @@ struct label_key_fn {
   PROTOSEG_HOST_DEVICE i64 operator()(i64 k) const { return k == ignore ? C : k; }
 };
 
-struct less_than_fn {
-  i64 bound;
-  PROTOSEG_HOST_DEVICE bool operator()(i64 k) const { return k < bound; }
-};
 
 /// f[k, d] = sum of emb[src[j], d] over the segment of prototype k, in order.
 template <class T>
@@ -93,6 +90,33 @@ struct not_ignored_fn {
   PROTOSEG_HOST_DEVICE bool operator()(i64 t) const { return t != ignore; }
 };
 
+template <class T>
+struct ppd_pair_fn {  // ((1 - picked)^2, 1) of a pixel that is not ignored, else (0, 0)
+  const T* picked;
+  const i64* t;
+  i64 ignore;
+  PROTOSEG_HOST_DEVICE double2_sum operator()(i64 n) const {
+    if (t[n] == ignore) return {0.0, 0.0};
+    return {kernels::ppd_term_fn<T>{picked, t, ignore}(n), 1.0};
+  }
+};
+struct below_fn {  // (1, 0) where keys[r] < limit
+  const i64* keys;
+  i64 limit;
+  PROTOSEG_HOST_DEVICE double2_sum operator()(i64 r) const { return {keys[r] < limit ? 1.0 : 0.0, 0.0}; }
+};
+struct set_first_fn {  // out[0] = a
+  double* out;
+  PROTOSEG_HOST_DEVICE void operator()(double a, double) const { out[0] = a; }
+};
+struct set_pair_fn {  // out = (a, b)
+  double* out;
+  PROTOSEG_HOST_DEVICE void operator()(double a, double b) const {
+    out[0] = a;
+    out[1] = b;
+  }
+};
+
 }  // namespace cuda_detail
 
 template <>
@@ -134,15 +158,16 @@ struct prototype<cuda> : prototype_common<cuda> {
     summarize_rows(sp, labels, N, C, M, ignore, inv_t, logits, lse, own);
   }
   /// keys (R): the prototype id (class * M + chosen) of every correctly
-  /// classified grouped pixel, C * M for the others; returns how many are correct.
+  /// classified grouped pixel, C * M for the others; count[0] (device
+  /// memory) = how many are correct.
   template <class T>
-  static i64 correct_keys(const T* logits, const i64* labels, const i64* order, const i64* chosen, i64 R, i64 C, i64 M,
-                          i64* keys) {
+  static void correct_keys(const T* logits, const i64* labels, const i64* order, const i64* chosen, i64 R, i64 C,
+                           i64 M, i64* keys, double* count) {
     using cuda_detail::dp;
-    thrust::transform(cuda_detail::exec(), thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(R), dp(keys),
-                      kernels::correct_key_fn<T>{logits, labels, order, chosen, C, M});
-    cuda_detail::note_sync();  // the count comes back to the host
-    return static_cast<i64>(thrust::count_if(cuda_detail::exec(), dp(keys), dp(keys) + R, cuda_detail::less_than_fn{C * M}));
+    if (R > 0)
+      thrust::transform(cuda_detail::exec(), thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(R),
+                        dp(keys), kernels::correct_key_fn<T>{logits, labels, order, chosen, C, M});
+    cuda_detail::sum_pairs(R, cuda_detail::below_fn{keys, C * M}, cuda_detail::set_first_fn{count});
   }
   /// Momentum update (Eq. 10) of the K = C * M prototypes (K, D) in place from
   /// the L2-normalised sum of the embeddings (N, D) of pixels order[r] with
@@ -165,20 +190,14 @@ struct prototype<cuda> : prototype_common<cuda> {
     thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(K),
                      kernels::momentum_row_fn<T>{fp, gp, D, gamma, protos});
   }
-  /// PPD forward: picked[n] = x[n, t[n]] (0 where ignored); returns the sum of
-  /// (1 - picked)^2 over the non-ignored pixels (double) and their count.
+  /// PPD forward, as prototype<cpu>::ppd_forward: acc (device memory) gets
+  /// the sum and the count; nothing comes back to the host.
   template <class T>
-  static double ppd_forward(const T* x, const i64* t, i64 N, i64 K, i64 ignore, T* picked, i64* count) {
-    using cuda_detail::dp;
-    thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(N),
-                     kernels::ppd_pick_fn<T>{x, t, K, ignore, picked});
-    cuda_detail::note_sync();  // two host results: the sum and the count
-    cuda_detail::note_sync();
-    const double acc = thrust::transform_reduce(cuda_detail::exec(), thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(N),
-                                                kernels::ppd_term_fn<T>{picked, t, ignore}, 0.0,
-                                                thrust::plus<double>());
-    *count = static_cast<i64>(thrust::count_if(cuda_detail::exec(), dp(t), dp(t) + N, cuda_detail::not_ignored_fn{ignore}));
-    return acc;
+  static void ppd_forward(const T* x, const i64* t, i64 N, i64 K, i64 ignore, T* picked, double* acc) {
+    if (N > 0)
+      thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<i64>(0), thrust::counting_iterator<i64>(N),
+                       kernels::ppd_pick_fn<T>{x, t, K, ignore, picked});
+    cuda_detail::sum_pairs(N, cuda_detail::ppd_pair_fn<T>{picked, t, ignore}, cuda_detail::set_pair_fn{acc});
   }
 };
 

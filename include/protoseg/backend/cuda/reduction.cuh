@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "protoseg/backend/cuda/device_sum.cuh"
 #include "protoseg/backend/cuda/traits.cuh"
 #include "protoseg/backend/functors.hpp"
 #include "protoseg/backend/primitives.hpp"
@@ -25,28 +26,6 @@
 namespace protoseg::backend {
 
 namespace cuda_detail {
-struct to_double_fn {
-  PROTOSEG_HOST_DEVICE double operator()(float v) const { return v; }
-};
-/// Element t of the (outputs x n) view, row-major by output: output j =
-/// t / n (j = o * inner + i), step k = t % n, read at (o * n + k) * inner + i.
-struct reduce_source_fn {
-  std::int64_t n, inner;
-  PROTOSEG_HOST_DEVICE std::int64_t operator()(std::int64_t t) const {
-    const std::int64_t j = t / n, k = t % n;
-    return ((j / inner) * n + k) * inner + j % inner;
-  }
-};
-struct divide_fn {
-  std::int64_t n;
-  PROTOSEG_HOST_DEVICE std::int64_t operator()(std::int64_t t) const { return t / n; }
-};
-template <class T, class F>
-struct fold_init_fn {
-  T init;
-  F f;
-  PROTOSEG_HOST_DEVICE T operator()(T v) const { return f(init, v); }
-};
 template <class T, class F>
 struct reduce_column_fn {
   const T* in;
@@ -97,6 +76,70 @@ struct scatter_fn {
     dst = add ? dst + g[j] : g[j];
   }
 };
+struct float_as_double_fn {  // (x[i], 0) in double
+  const float* x;
+  PROTOSEG_HOST_DEVICE double2_sum operator()(std::int64_t i) const { return {double(x[i]), 0.0}; }
+};
+template <class T>
+struct write_sum_fn {  // out[0] = T(init + sum)
+  T* out;
+  double init;
+  PROTOSEG_HOST_DEVICE void operator()(double a, double) const { out[0] = static_cast<T>(init + a); }
+};
+template <class T, class F>
+struct fold_chunk_fn {  // part[c] = f-fold of the chunk's values
+  const T* in;
+  std::int64_t n;
+  F f;
+  T* part;
+  PROTOSEG_HOST_DEVICE void operator()(std::int64_t c) const {
+    const std::int64_t i0 = c * sum_chunk, i1 = i0 + sum_chunk < n ? i0 + sum_chunk : n;
+    T acc = in[i0];
+    for (std::int64_t i = i0 + 1; i < i1; ++i) acc = f(acc, in[i]);
+    part[c] = acc;
+  }
+};
+template <class T, class F>
+struct fold_partials_fn {  // out[0] = f-fold of init and the partials, in order
+  const T* part;
+  std::int64_t chunks;
+  T init;
+  F f;
+  T* out;
+  PROTOSEG_HOST_DEVICE void operator()(std::int64_t) const {
+    T acc = init;
+    for (std::int64_t c = 0; c < chunks; ++c) acc = f(acc, part[c]);
+    out[0] = acc;
+  }
+};
+template <class T, class F>
+struct fold_column_chunk_fn {  // item (output j, chunk c): the f-fold of the chunk of output j's n values
+  const T* in;
+  std::int64_t n, inner, chunks;
+  F f;
+  T* part;
+  PROTOSEG_HOST_DEVICE void operator()(std::int64_t t) const {
+    const std::int64_t j = t / chunks, c = t % chunks;
+    const T* p = in + (j / inner) * n * inner + j % inner;
+    const std::int64_t k0 = c * sum_chunk, k1 = k0 + sum_chunk < n ? k0 + sum_chunk : n;
+    T acc = p[k0 * inner];
+    for (std::int64_t k = k0 + 1; k < k1; ++k) acc = f(acc, p[k * inner]);
+    part[t] = acc;
+  }
+};
+template <class T, class F>
+struct fold_column_partials_fn {  // out[j] = f-fold of init and output j's partials, in order
+  const T* part;
+  std::int64_t chunks;
+  T init;
+  F f;
+  T* out;
+  PROTOSEG_HOST_DEVICE void operator()(std::int64_t j) const {
+    T acc = init;
+    for (std::int64_t c = 0; c < chunks; ++c) acc = f(acc, part[j * chunks + c]);
+    out[j] = acc;
+  }
+};
 }  // namespace cuda_detail
 
 template <>
@@ -105,35 +148,35 @@ struct reduction<cuda> {
   static void reduce(const T* in, T* out, std::int64_t outer, std::int64_t n, std::int64_t inner, T init, F f) {
     const std::int64_t outputs = outer * inner;
     if (outputs == 0) return;
-    if (outputs == 1) {  // a whole-tensor reduction: a tree reduction, not one thread
+    if (outputs == 1) {  // a whole-tensor reduction: partials over chunks, then one item; stays on the device
       if constexpr (std::is_same_v<F, fn::plus> && std::is_same_v<T, float>) {
         // Float sums accumulate in double, as the cpu backend's long rows do:
-        // the two policies then agree to float precision on any length (and
-        // on Thrust's OpenMP system, whose per-thread partial sums are sequential).
-        cuda_detail::note_sync();  // the sum comes back to the host
-        const double r = thrust::transform_reduce(cuda_detail::exec(), cuda_detail::dp(in), cuda_detail::dp(in) + n,
-                                                  cuda_detail::to_double_fn{}, 0.0, thrust::plus<double>());
-        elementwise_fill(out, static_cast<T>(static_cast<double>(init) + r));
+        // the two policies then agree to float precision on any length.
+        cuda_detail::sum_pairs(n, cuda_detail::float_as_double_fn{in},
+                               cuda_detail::write_sum_fn<T>{out, static_cast<double>(init)});
         return;
       }
-      cuda_detail::note_sync();
-      const T r = thrust::reduce(cuda_detail::exec(), cuda_detail::dp(in), cuda_detail::dp(in) + n, init, f);
-      elementwise_fill(out, r);
+      const std::int64_t chunks = (n + cuda_detail::sum_chunk - 1) / cuda_detail::sum_chunk;
+      cuda_detail::scratch<T> part(chunks);
+      const thrust::counting_iterator<std::int64_t> first(0);
+      if (chunks > 0)
+        thrust::for_each(cuda_detail::exec(), first, first + chunks,
+                         cuda_detail::fold_chunk_fn<T, F>{in, n, f, part.get()});
+      thrust::for_each(cuda_detail::exec(), first, first + 1,
+                       cuda_detail::fold_partials_fn<T, F>{part.get(), chunks, init, f, out});
       return;
     }
     if (n >= long_reduction && outputs < many_outputs) {
       // Few long reductions (a Sinkhorn's K row sums over N = 1e5 pixels):
-      // one thread per output would walk N values alone, so all outputs x n
-      // values are reduced at once as segments of a tree reduction.
-      const thrust::counting_iterator<std::int64_t> t(0);
-      const auto keys = thrust::make_transform_iterator(t, cuda_detail::divide_fn{n});
-      const auto values = thrust::make_permutation_iterator(
-          cuda_detail::dp(in), thrust::make_transform_iterator(t, cuda_detail::reduce_source_fn{n, inner}));
-      cuda_detail::note_sync();  // reduce_by_key returns the number of segments
-      thrust::reduce_by_key(cuda_detail::exec(), keys, keys + outputs * n, values, thrust::make_discard_iterator(), cuda_detail::dp(out),
-                            thrust::equal_to<std::int64_t>(), f);
-      thrust::transform(cuda_detail::exec(), cuda_detail::dp(out), cuda_detail::dp(out) + outputs, cuda_detail::dp(out),
-                        cuda_detail::fold_init_fn<T, F>{init, f});
+      // one thread per output would walk N values alone, so each output's
+      // values are folded in chunks first, then the chunks in order.
+      const std::int64_t chunks = (n + cuda_detail::sum_chunk - 1) / cuda_detail::sum_chunk;
+      cuda_detail::scratch<T> part(outputs * chunks);
+      const thrust::counting_iterator<std::int64_t> first(0);
+      thrust::for_each(cuda_detail::exec(), first, first + outputs * chunks,
+                       cuda_detail::fold_column_chunk_fn<T, F>{in, n, inner, chunks, f, part.get()});
+      thrust::for_each(cuda_detail::exec(), first, first + outputs,
+                       cuda_detail::fold_column_partials_fn<T, F>{part.get(), chunks, init, f, out});
       return;
     }
     thrust::tabulate(cuda_detail::exec(), cuda_detail::dp(out), cuda_detail::dp(out) + outputs,
@@ -165,11 +208,6 @@ struct reduction<cuda> {
                      cuda_detail::scatter_fn<T>{g, idx, out, n, inner, true});
   }
 
- private:
-  template <class T>
-  static void elementwise_fill(T* out, T v) {
-    thrust::fill_n(cuda_detail::exec(), cuda_detail::dp(out), 1, v);
-  }
 };
 
 }  // namespace protoseg::backend

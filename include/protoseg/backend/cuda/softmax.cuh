@@ -10,9 +10,14 @@
 #include <thrust/transform_reduce.h>
 
 #include <cmath>
+#include <functional>
+#include <utility>
 #include <cstdint>
 
+#include "protoseg/backend/cuda/device_sum.cuh"
+#include "protoseg/backend/cuda/executor.cuh"
 #include "protoseg/backend/cuda/traits.cuh"
+#include "protoseg/backend/functors.hpp"
 #include "protoseg/backend/primitives.hpp"
 #include "protoseg/config.hpp"
 
@@ -87,20 +92,26 @@ struct ce_lse_fn {  // log-sum-exp of one (outer, inner) column; 0 where ignored
   }
 };
 template <class T>
-struct ce_term_fn {
+struct ce_term_fn {  // (w * (lse - x[l]), w) of one position; (0, 0) where ignored
   const T* x;
   const T* lse;
   const std::int64_t* labels;
   const T* weight;
   std::int64_t n, inner, ignore;
-  bool want_weight;  // false: w * (lse - x[l]), true: w
-  PROTOSEG_HOST_DEVICE double operator()(std::int64_t j) const {
+  PROTOSEG_HOST_DEVICE double2_sum operator()(std::int64_t j) const {
     const std::int64_t l = labels[j];
-    if (l == ignore) return 0.0;
+    if (l == ignore) return {0.0, 0.0};
     const double w = weight ? double(weight[l]) : 1.0;
-    if (want_weight) return w;
     const std::int64_t o = j / inner, i = j % inner;
-    return w * (double(lse[j]) - double(x[(o * n + l) * inner + i]));
+    return {w * (double(lse[j]) - double(x[(o * n + l) * inner + i])), w};
+  }
+};
+template <class T>
+struct ce_accumulate_fn {  // acc += (loss, weight sum), each rounded to T as the cpu primitive does
+  double* acc;
+  PROTOSEG_HOST_DEVICE void operator()(double loss, double wsum) const {
+    acc[0] += fn::rounded_to<T>(loss);
+    acc[1] += fn::rounded_to<T>(wsum);
   }
 };
 template <class T>
@@ -110,10 +121,13 @@ struct ce_bwd_fn {
   const std::int64_t* labels;
   const T* weight;
   std::int64_t n, inner, ignore;
-  T scale;
+  const T* g;         // the upstream gradient (one value)
+  const double* acc;  // acc[1]: the weight sum of the forward
   T* gx;
   bool accumulate;
   PROTOSEG_HOST_DEVICE void operator()(std::int64_t j) const {
+    const T ws = static_cast<T>(acc[1]);
+    const T scale = ws > T(0) ? g[0] / ws : T(0);
     const std::int64_t l = labels[j];
     const std::int64_t base = (j / inner) * n * inner + j % inner;
     if (l == ignore) {
@@ -142,6 +156,13 @@ struct softmax<cuda> {
     thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
                      cuda_detail::softmax_bwd_fn<T>{y, g, gx, n, inner, log});
   }
+  /// Checks that every label is in [0, n) or the ignore index; report(the
+  /// first offending position) otherwise, at once or, under
+  /// cuda_deferred_checks, after the next synchronisation (see context.cuh).
+  static void check_labels(const std::int64_t* labels, std::int64_t count, std::int64_t n,
+                           std::int64_t ignore_index, std::function<void(std::int64_t)> report) {
+    executor<cuda>::check(count, cuda_detail::bad_label_fn{labels, n, ignore_index}, std::move(report));
+  }
   static std::int64_t find_bad_label(const std::int64_t* labels, std::int64_t count, std::int64_t n,
                                      std::int64_t ignore_index) {
     auto first = thrust::counting_iterator<std::int64_t>(0);
@@ -150,30 +171,28 @@ struct softmax<cuda> {
     const std::int64_t pos = *it;
     return it == first + count ? -1 : pos;
   }
+  /// Same contract as softmax<cpu>::cross_entropy_forward: acc (2 doubles,
+  /// device memory) gains the loss and weight sums; nothing comes back to the host.
   template <class T>
-  static T cross_entropy_forward(const T* x, const std::int64_t* labels, const T* weight, std::int64_t outer,
-                                 std::int64_t n, std::int64_t inner, std::int64_t ignore_index, T* lse,
-                                 T* weight_sum) {
+  static void cross_entropy_forward(const T* x, const std::int64_t* labels, const T* weight, std::int64_t outer,
+                                    std::int64_t n, std::int64_t inner, std::int64_t ignore_index, T* lse,
+                                    double* acc) {
     auto first = thrust::counting_iterator<std::int64_t>(0);
     const std::int64_t count = outer * inner;
-    thrust::for_each(cuda_detail::exec(), first, first + count, cuda_detail::ce_lse_fn<T>{x, labels, n, inner, ignore_index, lse});
-    cuda_detail::note_sync();  // two host results: the loss and the weight sum
-    cuda_detail::note_sync();
-    const double loss = thrust::transform_reduce(cuda_detail::exec(), 
-        first, first + count, cuda_detail::ce_term_fn<T>{x, lse, labels, weight, n, inner, ignore_index, false}, 0.0,
-        thrust::plus<double>());
-    const double wsum = thrust::transform_reduce(cuda_detail::exec(), 
-        first, first + count, cuda_detail::ce_term_fn<T>{x, lse, labels, weight, n, inner, ignore_index, true}, 0.0,
-        thrust::plus<double>());
-    *weight_sum = static_cast<T>(wsum);
-    return static_cast<T>(loss);
+    if (count > 0)
+      thrust::for_each(cuda_detail::exec(), first, first + count,
+                       cuda_detail::ce_lse_fn<T>{x, labels, n, inner, ignore_index, lse});
+    cuda_detail::sum_pairs(count, cuda_detail::ce_term_fn<T>{x, lse, labels, weight, n, inner, ignore_index},
+                           cuda_detail::ce_accumulate_fn<T>{acc});
   }
   template <class T>
   static void cross_entropy_backward(const T* x, const T* lse, const std::int64_t* labels, const T* weight,
                                      std::int64_t outer, std::int64_t n, std::int64_t inner,
-                                     std::int64_t ignore_index, T scale, T* gx, bool accumulate = false) {
+                                     std::int64_t ignore_index, const T* g, const double* acc, T* gx,
+                                     bool accumulate = false) {
+    if (outer * inner == 0) return;
     thrust::for_each(cuda_detail::exec(), thrust::counting_iterator<std::int64_t>(0), thrust::counting_iterator<std::int64_t>(outer * inner),
-                     cuda_detail::ce_bwd_fn<T>{x, lse, labels, weight, n, inner, ignore_index, scale, gx, accumulate});
+                     cuda_detail::ce_bwd_fn<T>{x, lse, labels, weight, n, inner, ignore_index, g, acc, gx, accumulate});
   }
 };
 

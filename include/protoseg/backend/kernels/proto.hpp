@@ -167,10 +167,22 @@ struct ppd_backward_fn {
   const std::int64_t* t;
   const T* picked;
   std::int64_t K, ignore;
-  T scale;
+  const T* g;         // the upstream gradient (one value)
+  const double* acc;  // acc[1]: the number of pixels that are not ignored
   T* gx;
   PROTOSEG_HOST_DEVICE void operator()(std::int64_t n) const {
-    if (t[n] != ignore) gx[n * K + t[n]] += scale * (T(1) - picked[n]);  // adds: gx holds zeros or other gradients
+    if (t[n] == ignore || acc[1] == 0) return;
+    const T scale = g[0] * T(-2) / static_cast<T>(acc[1]);
+    gx[n * K + t[n]] += scale * (T(1) - picked[n]);  // adds: gx holds zeros or other gradients
+  }
+};
+/// PPD's mean from ppd_forward's sums (acc: sum, count), one work item.
+template <class T>
+struct ppd_mean_fn {
+  const double* acc;
+  T* out;
+  PROTOSEG_HOST_DEVICE void operator()(std::int64_t) const {
+    out[0] = acc[1] > 0 ? static_cast<T>(acc[0] / acc[1]) : T(0);
   }
 };
 
@@ -211,8 +223,11 @@ struct prototype_common {
   }
   /// PPD backward, added into gx (N, K): gx[n, t[n]] += scale * (1 - picked[n]).
   template <class T>
-  static void ppd_backward(const i64* t, const T* picked, i64 N, i64 K, i64 ignore, T scale, T* gx) {
-    executor<P>::run(N, kernels::ppd_backward_fn<T>{t, picked, K, ignore, scale, gx});
+  /// PPD backward: adds g[0] * d(mean (1 - picked)^2)/dx into gx at each
+  /// pixel's target (nothing when acc[1], the count, is 0).
+  static void ppd_backward(const i64* t, const T* picked, i64 N, i64 K, i64 ignore, const T* g, const double* acc,
+                           T* gx) {
+    executor<P>::run(N, kernels::ppd_backward_fn<T>{t, picked, K, ignore, g, acc, gx});
   }
 };
 
