@@ -365,7 +365,11 @@ inline void cuda_synchronize() {
 /// do not wait for the device: a failed check raises at the next host read
 /// (a download such as item() or to<cpu>(), or cuda_synchronize()) with the
 /// message the cpu policy gives at once. The trainers hold one for the whole
-/// run; without it each check costs one synchronisation.
+/// run; without it each check costs one synchronisation. Hold one only where
+/// inputs are validated before they reach the device (the trainers' data
+/// sets check every label when they read it): until the error is raised,
+/// the kernels after a failed check run on the bad input, and a label out of
+/// range may be used as an index.
 class cuda_deferred_checks {
  public:
   cuda_deferred_checks() { backend::cuda_detail::check_slots::instance().deferred_depth.fetch_add(1); }
