@@ -188,6 +188,27 @@ TEST_CASE("cross_entropy with every label ignored is 0 with a zero gradient") {
   CHECK(close(x.grad(), std::vector<double>(6, 0.0)));
 }
 
+TEST_CASE("the cross-entropy primitive adds its sums rounded to float (the GCC 12 SLP workaround holds)") {
+  // cross_entropy_forward adds double(float(loss)) and double(float(weight
+  // sum)) to acc; GCC 12.2 at -O2/-O3 compiled the pair as an unrounded
+  // vector add (fn::rounded_to). Called through a pointer, the primitive is
+  // its own standalone code, where the bug showed.
+  const std::int64_t C = 5, L = 64;
+  tensor<float> x({1, C, L});
+  for (std::int64_t i = 0; i < x.numel(); ++i) x.data()[i] = 0.37f * float(i % 7) - 1.1f + 0.013f * float(i);
+  tensor<std::int64_t> labels({1, L});
+  for (std::int64_t i = 0; i < L; ++i) labels.data()[i] = (i * 3) % C;
+  auto lse = tensor<float>::empty({L});
+  tensor<double> acc({2});
+  auto* volatile forward = &backend::softmax<cpu>::cross_entropy_forward<float>;
+  forward(x.data(), labels.data(), nullptr, 1, C, L, -100, lse.data(), acc.data());
+  double exact = 0;
+  for (std::int64_t i = 0; i < L; ++i) exact += double(lse.data()[i]) - double(x.data()[labels.data()[i] * L + i]);
+  CHECK(acc.data()[0] == static_cast<double>(static_cast<float>(exact)));
+  CHECK(acc.data()[0] != exact);  // the data make the rounding visible
+  CHECK(acc.data()[1] == double(L));
+}
+
 TEST_CASE("cross_entropy rejects bad labels, shapes and weights with clear errors") {
   variable<float> x(zeros<float>({2, 3, 4}), true);
   auto ok = zeros<std::int64_t>({2, 4});
