@@ -242,10 +242,6 @@ class check_slots {
         e.report(pos);  // throws
       }
   }
-  bool has_pending() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return !pending_.empty();
-  }
 
  private:
   struct entry {

@@ -3,7 +3,6 @@
 /// cuda softmax / log-softmax along an axis, their backward passes and the
 /// cross-entropy from the logits (one work item per (outer, inner) column).
 
-#include <thrust/find.h>
 #include <thrust/for_each.h>
 #include <thrust/functional.h>
 #include <thrust/iterator/counting_iterator.h>
@@ -162,14 +161,6 @@ struct softmax<cuda> {
   static void check_labels(const std::int64_t* labels, std::int64_t count, std::int64_t n,
                            std::int64_t ignore_index, std::function<void(std::int64_t)> report) {
     executor<cuda>::check(count, cuda_detail::bad_label_fn{labels, n, ignore_index}, std::move(report));
-  }
-  static std::int64_t find_bad_label(const std::int64_t* labels, std::int64_t count, std::int64_t n,
-                                     std::int64_t ignore_index) {
-    auto first = thrust::counting_iterator<std::int64_t>(0);
-    cuda_detail::note_sync();  // the position comes back to the host
-    auto it = thrust::find_if(cuda_detail::exec(), first, first + count, cuda_detail::bad_label_fn{labels, n, ignore_index});
-    const std::int64_t pos = *it;
-    return it == first + count ? -1 : pos;
   }
   /// Same contract as softmax<cpu>::cross_entropy_forward: acc (2 doubles,
   /// device memory) gains the loss and weight sums; nothing comes back to the host.
