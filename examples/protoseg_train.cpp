@@ -335,6 +335,7 @@ int run(int argc, char** argv) {
     print_help(t);
     return 0;
   }
+  ex::apply_preset(c, t);
   if constexpr (std::is_same_v<P, ps::cpu>)
     if (c.device == "cuda") return ex::cuda_main(argc, argv);  // the program's cuda half
   if (c.resume == "auto") c.resume = (fs::path(c.out) / "checkpoint.safetensors").string();
@@ -353,7 +354,9 @@ int run(int argc, char** argv) {
   std::cout << "device " << device << "\n";
   std::cout << "data   " << train_set->description() << "\n       " << val_set->description() << "\n";
 
-  ex::model_on<P> model(ex::model_options_of(c, C));
+  auto model_opts = ex::model_options_of(c, C);
+  model_opts.loss.class_weights = ex::class_weights_of(c, C);
+  ex::model_on<P> model(model_opts);
   auto opt = make_optimizer(c, model);
   std::cout << "model  " << c.model
             << (c.model.rfind("resnet", 0) == 0 && ex::resnet_width_of(c) != 64
@@ -363,6 +366,8 @@ int run(int argc, char** argv) {
             << (c.head == "proto" ? "ProtoSeg head (" + std::to_string(c.prototypes) + " prototypes per class)"
                                   : std::string("softmax head"))
             << ", " << model.num_parameters() << " parameters, " << C << " classes\n";
+  std::cout << "       " << ex::fidelity_summary(c)
+            << (c.class_weights != "none" ? ", class-weighted CE (" + c.class_weights + ")" : std::string()) << "\n";
 
   std::int64_t start = 0;
   std::vector<log_row> log;

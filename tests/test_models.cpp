@@ -17,6 +17,7 @@
 #include <protoseg/proto/loss.hpp>
 #include <protoseg/proto/scores.hpp>
 #include <protoseg/proto/step.hpp>
+#include <protoseg/ot/sinkhorn.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -118,6 +119,9 @@ models::model_options mit_b0_segformer_options() {
   return o;
 }
 
+/// The head of a step fixture: the published defaults, with the fixture's
+/// sizes and constants, Dropout2d at rate 0 (random on both sides) and the
+/// fixture's recorded Gumbel variates replayed.
 proto::prototype_head_options step_head_options(const io::safetensors_archive& f) {
   proto::prototype_head_options o;
   o.in_channels = std::stoll(f.metadata.at("E"));
@@ -126,6 +130,8 @@ proto::prototype_head_options step_head_options(const io::safetensors_archive& f
   o.gamma = std::stod(f.metadata.at("gamma"));
   o.sinkhorn_iterations = std::stoi(f.metadata.at("iterations"));
   o.kappa = std::stod(f.metadata.at("kappa"));
+  o.proj_dropout = 0;
+  o.gumbel_noise = f.get<double>("input.gumbel").to_vector();
   return o;
 }
 
@@ -306,7 +312,13 @@ TEST_CASE("ResNet: zero_init_residual starts every block as the identity") {
   }
 }
 
-TEST_CASE_TEMPLATE("parity: one ProtoSeg training step (head, Gumbel off)", T, float, double) {
+// The step fixtures follow the published code (tools/gen_model_fixtures.py):
+// contrast.py's projection head with its L2 normalisation over the width,
+// Gumbel sampling of the updated prototype (variates replayed), targets with
+// -1 for void pixels, the CE on logits upsampled with align_corners=True and
+// (proto_step) the published class weights.
+TEST_CASE_TEMPLATE("parity: one ProtoSeg training step of the published head (Gumbel replayed, weighted CE)", T, float,
+                   double) {
   const auto f = fixture("proto_step");
   proto::prototype_head<T> head(step_head_options(f));
   fill_parameters(head);
@@ -325,7 +337,9 @@ TEST_CASE_TEMPLATE("parity: one ProtoSeg training step (head, Gumbel off)", T, f
   CHECK(out.correct == std::stoll(f.metadata.at("correct")));
   CHECK_MESSAGE(agree(head.prototypes, ref<T>(f, "output.prototypes"), rtol, &why), "prototypes: ", why);
 
-  auto terms = proto::protoseg_loss(out, labels);
+  proto::loss_options lo;
+  for (float w : f.get<float>("input.class_weights").to_vector()) lo.class_weights.push_back(w);
+  auto terms = proto::protoseg_loss(out, labels, lo);
   for (const auto& [name, v] : std::map<std::string, variable<T>>{
            {"ce", terms.ce}, {"ppc", terms.ppc}, {"ppd", terms.ppd}, {"total", terms.total}}) {
     REQUIRE(v.defined());
@@ -335,7 +349,7 @@ TEST_CASE_TEMPLATE("parity: one ProtoSeg training step (head, Gumbel off)", T, f
   REQUIRE(x.has_grad());
   CHECK_MESSAGE(agree(x.grad(), ref<T>(f, "grad.input.features"), rtol, &why), "grad features: ", why);
   auto ps = params_by_name(head);
-  CHECK(ps.size() == 10);
+  CHECK(ps.size() == 8);  // proj.0, proj.2 (weight, bias), feat_norm, mask_norm: no BN
   for (auto& [n, p] : ps) {
     REQUIRE_MESSAGE(p.has_grad(), n);
     CHECK_MESSAGE(agree(p.grad(), ref<T>(f, "grad.param." + n), rtol, &why), "grad ", n, ": ", why);
@@ -350,8 +364,7 @@ TEST_CASE_TEMPLATE("parity: one training step of the whole ProtoSeg model (MiT-B
   o.num_classes = std::stoll(f.metadata.at("C"));
   o.decoder_dim = std::stoll(f.metadata.at("E"));
   o.drop_path_rate = 0;
-  o.proto.num_prototypes = std::stoll(f.metadata.at("M"));
-  o.proto.gamma = std::stod(f.metadata.at("gamma"));
+  o.proto = step_head_options(f);
   models::segmentation_model<T> m(o);
   CHECK(static_cast<std::int64_t>(m.named_parameters().size()) == std::stoll(f.metadata.at("parameters")));
   fill_parameters(m);
@@ -361,14 +374,15 @@ TEST_CASE_TEMPLATE("parity: one training step of the whole ProtoSeg model (MiT-B
   const auto labels = f.get<std::int64_t>("input.labels");
   auto out = m.forward(x, labels);
   // This step is ill-conditioned in float (a LayerNorm over 4 close class
-  // scores, gradients that are small sums of cancelling terms): PyTorch's own
-  // float32 run is up to 7.5e-5 (values) and 6.6e-4 (gradients) off its
-  // float64 reference, as the generator records. Float is held to 4x
-  // PyTorch's float32 error (at least 1e-4); double to 1e-6 as everywhere.
+  // scores, gradients that are small sums of cancelling terms, the width
+  // normalisation): PyTorch's own float32 run is up to 1.9e-4 (values) and
+  // 1.3e-3 (gradients) off its float64 reference, as the generator records.
+  // Float is held to 4x PyTorch's float32 error (at least 1e-4); double to
+  // 1e-6 as everywhere.
   const double torch_value = std::stod(f.metadata.at("torch_float32_value_error"));
   const double torch_grad = std::stod(f.metadata.at("torch_float32_grad_error"));
-  CHECK(torch_value < 2e-4);
-  CHECK(torch_grad < 1e-3);
+  CHECK(torch_value < 5e-4);
+  CHECK(torch_grad < 2e-3);
   const double rtol = sizeof(T) == 4 ? std::max(parity_rtol_float, 4 * torch_value) : parity_rtol_double;
   const double grad_rtol = sizeof(T) == 4 ? std::max(parity_rtol_float, 4 * torch_grad) : parity_rtol_double;
   std::string why;
@@ -450,8 +464,8 @@ TEST_CASE("prototype head: gradient check of the class logits and of the objecti
   INFO(r.message);
   CHECK(r.ok);
   // The full objective with fixed targets (no update) in training.
-  proto::prototype_head<double> th({.in_channels = 4, .num_classes = 3, .num_prototypes = 2, .update_prototypes = false,
-                                    .seed = 3});
+  proto::prototype_head<double> th({.in_channels = 4, .num_classes = 3, .num_prototypes = 2, .proj_dropout = 0,
+                                    .update_prototypes = false, .seed = 3});
   th.train();
   const auto labels = tensor<std::int64_t>::from_vector({0, 1, 2, 255, 1, 0, 2, 2, 1, 0, 255, 1, 0, 1, 2, 0, 0, 1},
                                                         {2, 3, 3});
@@ -499,9 +513,9 @@ TEST_CASE("prototype head: eval, update off, Gumbel sampling and the ignore labe
     std::string why;
     CHECK_FALSE(agree(h->prototypes, ref<float>(f, "output.prototypes"), 1e-4, &why));
   }
-  SUBCASE("Gumbel: targets stay the argmax; the update is seeded and differs") {
+  SUBCASE("Gumbel from the head's generator: targets stay the argmax; the update is seeded and differs") {
     auto o = base;
-    o.gumbel = true;
+    o.gumbel_noise.clear();
     o.seed = 42;
     auto h1 = make(o), h2 = make(o);
     auto o1 = h1->forward(variable<float>(feats), labels);
@@ -510,13 +524,26 @@ TEST_CASE("prototype head: eval, update off, Gumbel sampling and the ignore labe
     CHECK(h1->prototypes.to_vector() == h2->prototypes.to_vector());
     std::string why;
     CHECK_FALSE(agree(h1->prototypes, ref<float>(f, "output.prototypes"), 1e-6, &why));
+    // Gumbel off: the argmax moves, another update again.
+    o.gumbel = false;
+    auto h3 = make(o);
+    h3->forward(variable<float>(feats), labels);
+    CHECK_FALSE(agree(h3->prototypes, cast<double>(h1->prototypes), 1e-6, &why));
+    CHECK_FALSE(agree(h3->prototypes, ref<float>(f, "output.prototypes"), 1e-6, &why));
+  }
+  SUBCASE("recorded Gumbel variates of the wrong size are refused") {
+    auto o = base;
+    o.gumbel_noise.pop_back();
+    auto h = make(o);
+    CHECK_THROWS_WITH_AS(h->forward(variable<float>(feats), labels),
+                         doctest::Contains("options.gumbel_noise has"), shape_error);
   }
   SUBCASE("every pixel ignored: targets ignored, prototypes unchanged, PPC = PPD = 0") {
     auto h = make(base);
     auto none = full<std::int64_t>(labels.shape(), 255);
     auto out = h->forward(variable<float>(feats), none);
     const auto t = out.proto_targets.to_vector();
-    CHECK(std::all_of(t.begin(), t.end(), [](std::int64_t v) { return v == 255; }));
+    CHECK(std::all_of(t.begin(), t.end(), [](std::int64_t v) { return v == -1; }));
     CHECK(out.correct == 0);
     auto normalised = f.get<float>("input.prototypes");
     proto::detail::normalize_rows(normalised);
@@ -553,14 +580,14 @@ TEST_CASE("prototype step: a class's targets and update depend only on its own p
   for (std::int64_t n = 0; n < N; ++n) lab[static_cast<std::size_t>(n)] = (n * 7) % 3 == 0 ? 255 : (n % 2);
   auto labels = tensor<std::int64_t>::from_vector(lab, {N});
   auto both = protos.clone();
-  auto r = proto::prototype_step(emb, scores, logits, labels, both, {.gamma = 0.5});
+  auto r = proto::prototype_step(emb, scores, logits, labels, both, {.gamma = 0.5, .gumbel = false});
   for (std::int64_t k = 0; k < C; ++k) {
     std::vector<std::int64_t> only(lab);
     for (auto& v : only)
       if (v != k) v = 255;
     auto single = protos.clone();
     auto rk = proto::prototype_step(emb, scores, logits, tensor<std::int64_t>::from_vector(only, {N}), single,
-                                    {.gamma = 0.5});
+                                    {.gamma = 0.5, .gumbel = false});
     for (std::int64_t n = 0; n < N; ++n)
       if (lab[static_cast<std::size_t>(n)] == k) CHECK(rk.targets.data()[n] == r.targets.data()[n]);
     CHECK(single[k].to_vector() == both[k].to_vector());
@@ -631,19 +658,19 @@ TEST_CASE("prototype step and PPC / PPD values from the summary equal those from
   const auto scores = matmul(emb, protos.reshape({C * M, D}), false, true);
   const auto logits = max(scores.reshape({N, C, M}), 2);
   auto full_p = protos.clone(), summary_p = protos.clone();
-  const auto rf = proto::prototype_step(emb, scores.reshape({N, C, M}), logits, labels, full_p, {.gamma = 0.5});
+  const auto rf = proto::prototype_step(emb, scores.reshape({N, C, M}), logits, labels, full_p, {.gamma = 0.5, .gumbel = false});
   const auto s = proto::summarize_scores(emb, protos, labels);
-  const auto rs = proto::prototype_step(emb, s.own, s.class_logits, labels, summary_p, {.gamma = 0.5});
+  const auto rs = proto::prototype_step(emb, s.own, s.class_logits, labels, summary_p, {.gamma = 0.5, .gumbel = false});
   CHECK(rs.targets.to_vector() == rf.targets.to_vector());
   CHECK(rs.correct == rf.correct);
   CHECK(near_all(summary_p, full_p, 1e-6));
   for (double temp : {1.0, 0.5}) {
     CAPTURE(temp);
     const auto st = proto::summarize_scores(emb, protos, labels, {.temperature = temp});
-    const auto v = proto::summary_losses(st, rf.targets, 255);
+    const auto v = proto::summary_losses(st, rf.targets, -1);
     const variable<float> sv(scores, false);
-    CHECK(v.ppc == doctest::Approx(ppc_loss(sv, rf.targets, {.ignore_index = 255, .temperature = temp}).value().item()).epsilon(1e-5));
-    CHECK(v.ppd == doctest::Approx(ppd_loss(sv, rf.targets, {.ignore_index = 255}).value().item()).epsilon(1e-5));
+    CHECK(v.ppc == doctest::Approx(ppc_loss(sv, rf.targets, {.ignore_index = -1, .temperature = temp}).value().item()).epsilon(1e-5));
+    CHECK(v.ppd == doctest::Approx(ppd_loss(sv, rf.targets, {.ignore_index = -1}).value().item()).epsilon(1e-5));
     CHECK(v.pixels == N - std::count(lab.begin(), lab.end(), 255));
   }
 }
@@ -702,11 +729,21 @@ TEST_CASE("segmentation model: prototype and softmax heads assembled from a name
   for (const char* k : {"backbone.patch_embed1.proj.weight", "backbone.block1.0.attn.q.weight",
                         "backbone.block1.0.attn.sr.weight", "backbone.block4.1.mlp.dwconv.dwconv.weight",
                         "backbone.norm4.bias", "decode_head.linear_c4.proj.weight", "decode_head.linear_fuse.conv.weight",
-                        "decode_head.linear_fuse.bn.running_var", "proto_head.proj_head.proj.1.0.weight",
+                        "decode_head.linear_fuse.bn.running_var", "proto_head.proj_head.proj.2.weight",
                         "proto_head.feat_norm.weight", "proto_head.mask_norm.bias", "proto_head.prototypes"})
     CHECK_MESSAGE(st.contains(k), k);
   CHECK_FALSE(st.contains("decode_head.linear_pred.weight"));
   CHECK_FALSE(st.contains("backbone.block4.0.attn.sr.weight"));  // sr ratio 1 in stage 4
+  CHECK_FALSE(st.contains("proto_head.proj_head.proj.1.0.weight"));  // the published projection has no BN
+  {
+    auto bo = o;
+    bo.proto.projection = proto::projection_kind::bn;
+    models::segmentation_model<float> b(bo);
+    const auto bst = b.state_dict();
+    for (const char* k : {"proto_head.proj_head.proj.0.weight", "proto_head.proj_head.proj.1.0.weight",
+                          "proto_head.proj_head.proj.1.0.running_mean", "proto_head.proj_head.proj.2.weight"})
+      CHECK_MESSAGE(bst.contains(k), k);
+  }
   CHECK(st.at("proto_head.prototypes").dims == std::vector<std::int64_t>{4, 2, 16});
 
   auto image = variable<float>(cast<float>(rnd({1, 3, 64, 64}, 9)));
@@ -769,6 +806,315 @@ TEST_CASE("segmentation model: prototype and softmax heads assembled from a name
   CHECK(r16.fcn->options().channels == 512);  // FCN, published width
   r16.eval();
   CHECK(r16.features(small).size() == 4);
+}
+
+// ---- fidelity to the published code ----------------------------------------------------------
+
+TEST_CASE("defaults follow the published code (docs/models.md, the fidelity table)") {
+  // Each line is one row of the table; a default that drifts fails here.
+  const proto::prototype_head_options h{};
+  CHECK(h.projection == proto::projection_kind::published);  // contrast.py ProjectionHead
+  CHECK(h.projection_normalize == proto::projection_norm::published_width);  // F.normalize(dim=-1) on NCHW
+  CHECK(h.proj_dropout == 0.1);  // cls_head's Dropout2d(0.10)
+  CHECK(h.gumbel);               // gumbel_softmax(Q, tau=0.5, hard=True) picks the updated prototype
+  CHECK(h.num_prototypes == 10);
+  CHECK(h.proj_dim == 0);  // ProjectionHead(in_channels, in_channels)
+  CHECK(h.sinkhorn_iterations == 3);
+  CHECK(h.kappa == 0.05);
+  CHECK(h.gamma == 0.999);
+  CHECK(h.update_prototypes);
+  CHECK(h.init_std == 0.02);
+  CHECK(h.init_bound == 2.0);  // timm trunc_normal_: a=-2, b=2 absolute
+  CHECK(h.norm_eps == 1e-5);
+  CHECK(h.ignore_index == 255);  // the files' void value, relabelled -1 by the published loader
+  const proto::step_options so{};
+  CHECK(so.gumbel);
+  CHECK(so.target_ignore_index == -1);
+  CHECK(so.sinkhorn_iterations == 3);
+  CHECK(so.kappa == 0.05);
+  CHECK(so.gamma == 0.999);
+  const proto::loss_options lo{};
+  CHECK(lo.align_corners);  // PixelPrototypeCELoss: align_corners=True
+  CHECK(lo.ppc_weight == 0.01);
+  CHECK(lo.ppd_weight == 0.001);
+  CHECK(lo.ppc_temperature == 1.0);
+  CHECK(lo.class_weights.empty());
+  const auto& cw = proto::cityscapes_class_weights();
+  REQUIRE(cw.size() == 19);
+  CHECK(cw.front() == 0.8373);
+  CHECK(cw[12] == 1.1116);
+  CHECK(cw.back() == 1.0507);
+  CHECK(models::resnet_options{}.contract_dilation);  // mmseg -d8 configs
+  CHECK(models::segformer_head_options{}.mmcv_init);  // mmcv ConvModule.init_weights
+  CHECK(models::fcn_head_options{}.mmcv_init);
+  const models::model_options mo{};
+  CHECK(mo.contract_dilation);
+  CHECK(mo.decoder_mmcv_init);
+  CHECK(mo.proto.gumbel);
+  CHECK(mo.loss.align_corners);
+  // And what the head builds from them.
+  proto::prototype_head<float> head({.in_channels = 8, .num_classes = 3});
+  CHECK(head.proj_head->kind() == proto::projection_kind::published);
+  CHECK_FALSE(head.proj_head->bn);
+  CHECK(head.dropout->options().p == 0.1);
+}
+
+TEST_CASE("projection normalisation: the published width axis, channels, none") {
+  // The published F.normalize(dim=-1) on (B, D, H, W) divides each (b, d, h)
+  // row by its norm over the width: the embedding of a pixel then depends on
+  // the other pixels of its row.
+  auto make = [](proto::projection_norm n) {
+    auto h = std::make_shared<proto::prototype_head<double>>(
+        proto::prototype_head_options{.in_channels = 3, .num_classes = 2, .num_prototypes = 2,
+                                      .projection_normalize = n, .proj_dropout = 0, .seed = 4});
+    h->eval();
+    return h;
+  };
+  auto x = rnd({1, 3, 2, 4}, 21);
+  auto x2 = x.clone();
+  x2.data()[3] *= 5;  // channel 0, row 0, the last pixel of the row
+  for (auto n : {proto::projection_norm::published_width, proto::projection_norm::channels,
+                 proto::projection_norm::none}) {
+    CAPTURE(proto::to_string(n));
+    auto h = make(n);
+    const auto e1 = h->forward(variable<double>(x)).embeddings.value().to_vector();
+    const auto e2 = h->forward(variable<double>(x2)).embeddings.value().to_vector();
+    // Pixel 0 (row 0, column 0) is untouched; only the width normalisation
+    // lets the change of pixel 3 reach it.
+    double d = 0;
+    for (int k = 0; k < 3; ++k) d = std::max(d, std::abs(e1[static_cast<std::size_t>(k)] - e2[static_cast<std::size_t>(k)]));
+    if (n == proto::projection_norm::published_width) CHECK(d > 1e-6);
+    else CHECK(d == 0.0);
+    // Row 1 is untouched in every mode.
+    for (std::size_t i = 4 * 3; i < e1.size(); ++i) CHECK(e1[i] == e2[i]);
+  }
+  // By hand: the published head's embedding of pixel (0, 0).
+  auto h = make(proto::projection_norm::published_width);
+  auto y = h->proj_head->forward(variable<double>(x)).value();  // (1, D, 2, 4)
+  const std::int64_t D = y.shape()[1];
+  std::vector<double> v(static_cast<std::size_t>(D));
+  for (std::int64_t dch = 0; dch < D; ++dch) {
+    double norm = 0;
+    for (int w = 0; w < 4; ++w) norm += y.data()[dch * 8 + w] * y.data()[dch * 8 + w];
+    v[static_cast<std::size_t>(dch)] = y.data()[dch * 8] / std::sqrt(norm);
+  }
+  auto ln = h->feat_norm->forward(variable<double>(tensor<double>::from_vector(v, {1, D}))).value().to_vector();
+  double nn2 = 0;
+  for (double e : ln) nn2 += e * e;
+  const auto emb = h->forward(variable<double>(x)).embeddings.value().to_vector();
+  for (std::int64_t dch = 0; dch < D; ++dch)
+    CHECK(emb[static_cast<std::size_t>(dch)] == doctest::Approx(ln[static_cast<std::size_t>(dch)] / std::sqrt(nn2)).epsilon(1e-12));
+}
+
+TEST_CASE("Dropout2d before the projection head: in training only, seeded, whole channels") {
+  auto x = rnd({2, 16, 4, 4}, 22);
+  proto::prototype_head<double> with({.in_channels = 16, .num_classes = 3, .num_prototypes = 2, .seed = 5});
+  proto::prototype_head<double> without(
+      {.in_channels = 16, .num_classes = 3, .num_prototypes = 2, .proj_dropout = 0, .seed = 5});
+  with.eval();
+  without.eval();
+  CHECK(with.forward(variable<double>(x)).embeddings.value().to_vector() ==
+        without.forward(variable<double>(x)).embeddings.value().to_vector());
+  with.train();
+  without.train();
+  const auto a = with.forward(variable<double>(x)).embeddings.value();
+  const auto b = without.forward(variable<double>(x)).embeddings.value();
+  std::string why;
+  CHECK_FALSE(agree(a, cast<double>(b), 1e-9, &why));
+  // The dropped channels are whole (b, c) planes of the features: the
+  // projection's first conv sees zeros there. Checked through the module.
+  with.dropout->train();
+  const auto dropped = with.dropout->forward(variable<double>(x)).value().to_vector();
+  int zero_planes = 0;
+  for (int p = 0; p < 32; ++p) {
+    int zeros_in_plane = 0;
+    for (int i = 0; i < 16; ++i) zeros_in_plane += dropped[static_cast<std::size_t>(p * 16 + i)] == 0.0;
+    CHECK((zeros_in_plane == 0 || zeros_in_plane == 16));
+    zero_planes += zeros_in_plane == 16;
+  }
+  CHECK(zero_planes < 32);
+}
+
+TEST_CASE("Gumbel sampling of the updated prototype: how often it is the argmax, against the published formula") {
+  // gumbel_softmax(Q, tau, hard=True) is the one-hot of argmax(Q + g): by the
+  // Gumbel-max theorem it picks prototype m with probability softmax(Q_row)_m
+  // (tau does not change a hard sample). So the sampled prototype equals the
+  // argmax for a share of pixels whose expectation is the mean over pixels of
+  // softmax(Q_row) at the argmax; for a near one-hot row that is at most
+  // e / (e + M - 1), 23 % with M = 10. A wrong reading (the argmax, or
+  // sampling from Q itself as probabilities) lands far from it.
+  const std::int64_t N = 20000, C = 2, M = 10, D = 8;
+  generator g(31);
+  auto emb = rand<double>({N, D}, g, -1, 1);
+  proto::detail::normalize_rows(emb);
+  auto protos = rand<double>({C, M, D}, g, -1, 1);
+  proto::detail::normalize_rows(protos.reshape({C * M, D}));
+  const auto scores = matmul(emb, protos.reshape({C * M, D}), false, true).reshape({N, C, M});
+  std::vector<std::int64_t> lab(static_cast<std::size_t>(N));
+  for (std::int64_t n = 0; n < N; ++n) lab[static_cast<std::size_t>(n)] = n % 2;
+  const auto labels = tensor<std::int64_t>::from_vector(lab, {N});
+  const auto logits = max(scores, 2);
+  generator noise(7);
+  auto p = protos.clone();
+  const auto r = proto::prototype_step(emb, scores, logits, labels, p, {.gen = &noise});
+  // The expectation from the Sinkhorn assignment of each class.
+  double expected = 0;
+  for (std::int64_t k = 0; k < C; ++k) {
+    std::vector<std::int64_t> pix;
+    for (std::int64_t n = 0; n < N; ++n)
+      if (lab[static_cast<std::size_t>(n)] == k) pix.push_back(n);
+    const auto n_k = static_cast<std::int64_t>(pix.size());
+    std::vector<double> block(static_cast<std::size_t>(M * n_k));  // M x n_k, as Algorithm 1 takes it
+    for (std::int64_t i = 0; i < n_k; ++i)
+      for (std::int64_t m = 0; m < M; ++m)
+        block[static_cast<std::size_t>(m * n_k + i)] = scores.data()[(pix[static_cast<std::size_t>(i)] * C + k) * M + m];
+    ot::sinkhorn_options sko;
+    sko.iterations = 3;
+    sko.kappa = 0.05;
+    const auto q = ot::sinkhorn_solve(tensor<double>::from_vector(block, {M, n_k}), sko);
+    const auto a = q.assignment.to_vector();
+    for (std::int64_t i = 0; i < n_k; ++i) {
+      double mx = -1, z = 0;
+      for (std::int64_t m = 0; m < M; ++m) mx = std::max(mx, a[static_cast<std::size_t>(m * n_k + i)]);
+      for (std::int64_t m = 0; m < M; ++m) z += std::exp(a[static_cast<std::size_t>(m * n_k + i)]);
+      expected += std::exp(mx) / z;
+    }
+  }
+  expected /= static_cast<double>(N);
+  const auto t = r.targets.to_vector(), s = r.sampled.to_vector();
+  std::int64_t same = 0;
+  for (std::int64_t n = 0; n < N; ++n) {
+    CHECK(s[static_cast<std::size_t>(n)] / M == lab[static_cast<std::size_t>(n)]);  // a prototype of its own class
+    same += s[static_cast<std::size_t>(n)] == t[static_cast<std::size_t>(n)];
+  }
+  const double observed = static_cast<double>(same) / static_cast<double>(N);
+  const double sigma = std::sqrt(expected * (1 - expected) / static_cast<double>(N));
+  CAPTURE(observed);
+  CAPTURE(expected);
+  CHECK(expected < std::exp(1.0) / (std::exp(1.0) + M - 1) + 1e-12);
+  CHECK(std::abs(observed - expected) < 5 * sigma);
+  // Without Gumbel the sampled prototype is the target.
+  auto p2 = protos.clone();
+  const auto r2 = proto::prototype_step(emb, scores, logits, labels, p2, {.gumbel = false});
+  CHECK(r2.sampled.to_vector() == r2.targets.to_vector());
+}
+
+TEST_CASE("initialisation as published: timm's absolute truncation, mmcv's Kaiming decoder convs") {
+  // timm trunc_normal_(std=0.02, a=-2, b=2) cuts at 100 std: about 4.6 % of
+  // the prototypes lie beyond 2 std (none would with a cut at 2 std).
+  proto::prototype_head<float> h({.in_channels = 64, .num_classes = 20, .num_prototypes = 10});
+  const auto v = h.prototypes.to_vector();  // normalised at the first forward only
+  std::size_t beyond = 0;
+  for (float e : v) beyond += std::abs(e) > 0.04f;
+  const double share = static_cast<double>(beyond) / static_cast<double>(v.size());
+  CAPTURE(share);
+  CHECK(share > 0.035);
+  CHECK(share < 0.058);
+  proto::prototype_head<float> cut({.in_channels = 64, .num_classes = 20, .num_prototypes = 10, .init_bound = 0.03});
+  for (float e : cut.prototypes.to_vector()) CHECK(std::abs(e) <= 0.03f);
+  // mmcv ConvModule: kaiming normal, fan_out = out * kh * kw, std sqrt(2 / fan_out).
+  auto sample_std = [](const tensor<float>& w) {
+    double s = 0, s2 = 0;
+    for (float e : w.to_vector()) s += e, s2 += double(e) * e;
+    const double n = static_cast<double>(w.numel());
+    return std::sqrt(s2 / n - (s / n) * (s / n));
+  };
+  models::segformer_head<float> dec({.embed_dim = 128});
+  const double want = std::sqrt(2.0 / 128.0);
+  CHECK(sample_std(dec.linear_fuse->conv->weight.value()) == doctest::Approx(want).epsilon(0.03));
+  models::segformer_head<float> plain({.embed_dim = 128, .mmcv_init = false});  // kaiming_uniform(a=sqrt(5)): std 1/sqrt(3 fan_in)
+  CHECK(sample_std(plain.linear_fuse->conv->weight.value()) == doctest::Approx(1.0 / std::sqrt(3.0 * 512)).epsilon(0.03));
+  models::fcn_head<float> fcn({.in_channels = 64, .channels = 32, .num_classes = 5});
+  CHECK(sample_std(fcn.conv_list[0]->conv->weight.value()) == doctest::Approx(std::sqrt(2.0 / (32 * 9))).epsilon(0.05));
+  CHECK(sample_std(fcn.conv_seg->weight.value()) == doctest::Approx(0.01).epsilon(0.25));
+  CHECK(max(abs(fcn.conv_seg->bias.value()), 0).item() == 0.0f);
+}
+
+TEST_CASE_TEMPLATE("parity: dilated ResNet-50 and ResNet-18 (V1c, d8, contracted) against mmsegmentation's", T, float,
+                   double) {
+  const auto f = fixture("resnet_d8");
+  const auto x = cast<T>(f.get<float>("input.x"));
+  std::string why;
+  for (const char* name : {"resnet50", "resnet18"}) {
+    CAPTURE(name);
+    auto o = models::resnet_config(name);
+    o.deep_stem = true;
+    o.output_stride = 8;
+    models::resnet<T> net(o);
+    CHECK(static_cast<std::int64_t>(net.named_parameters().size()) ==
+          std::stoll(f.metadata.at(std::string(name) + ".parameters")));
+    fill_parameters(net);
+    net.eval();
+    variable<T> xv(x, true);
+    auto outs = net.forward(xv);
+    for (int s = 0; s < 4; ++s)
+      CHECK_MESSAGE(agree(outs[static_cast<std::size_t>(s)].value(),
+                          ref<T>(f, std::string(name) + ".output.stage" + std::to_string(s + 1)), parity_rtol<T>(), &why),
+                    "stage ", s + 1, ": ", why);
+    if (std::string(name) == "resnet18") {
+      variable<T> loss;
+      for (int s = 0; s < 4; ++s) {
+        auto w = variable<T>(cast<T>(f.get<float>("resnet18.weight.stage" + std::to_string(s + 1))));
+        auto term = sum(outs[static_cast<std::size_t>(s)] * w);
+        loss = s == 0 ? term : loss + term;
+      }
+      loss.backward();
+      CHECK_MESSAGE(agree(xv.grad(), ref<T>(f, "resnet18.grad.input.x"), parity_rtol<T>(), &why), "grad x: ", why);
+    }
+    // Without the contraction the features differ (the option is what the
+    // fixture checks).
+    o.contract_dilation = false;
+    models::resnet<T> plain(o);
+    fill_parameters(plain);
+    plain.eval();
+    CHECK_FALSE(agree(plain.forward(variable<T>(x))[2].value(), ref<T>(f, std::string(name) + ".output.stage3"), 1e-3,
+                      &why));
+  }
+  // The structure: layer3 (dilation 2) starts at 1, layer4 (dilation 4) at 2;
+  // a basic block's conv2 is never dilated.
+  auto o18 = models::resnet_config("resnet18");
+  o18.output_stride = 8;
+  models::resnet<T> r18(o18);
+  CHECK(r18.blocks[2][0]->conv1->options().dilation == nn::size2{1});
+  CHECK(r18.blocks[2][1]->conv1->options().dilation == nn::size2{2});
+  CHECK(r18.blocks[3][0]->conv1->options().dilation == nn::size2{2});
+  CHECK(r18.blocks[3][1]->conv1->options().dilation == nn::size2{4});
+  for (int s = 0; s < 4; ++s)
+    for (auto& b : r18.blocks[static_cast<std::size_t>(s)]) CHECK(b->conv2->options().dilation == nn::size2{1});
+}
+
+TEST_CASE("class-weighted CE: the published Cityscapes weights, and refusals") {
+  generator g(9);
+  auto logits = variable<double>(randn<double>({2, 19, 4, 4}, g), true);
+  std::vector<std::int64_t> lab(2 * 8 * 8);
+  for (std::size_t i = 0; i < lab.size(); ++i) lab[i] = i % 13 == 0 ? 255 : static_cast<std::int64_t>((i * 7) % 19);
+  const auto labels = tensor<std::int64_t>::from_vector(lab, {2, 8, 8});
+  proto::loss_options lo;
+  lo.class_weights = proto::cityscapes_class_weights();
+  const double weighted = proto::segmentation_loss(logits, labels, lo).ce.value().item();
+  // By hand from the upsampled logits: sum w_y (-log p_y) / sum w_y.
+  auto up = nn::functional::interpolate(logits, 8, 8, nn::interpolate_options{backend::resize_mode::bilinear, true});
+  const auto u = up.value().to_vector();
+  double num = 0, den = 0;
+  for (std::int64_t b = 0; b < 2; ++b)
+    for (std::int64_t p = 0; p < 64; ++p) {
+      const std::int64_t y = lab[static_cast<std::size_t>(b * 64 + p)];
+      if (y == 255) continue;
+      double mx = -1e300, z = 0;
+      for (int c = 0; c < 19; ++c) mx = std::max(mx, u[static_cast<std::size_t>((b * 19 + c) * 64 + p)]);
+      for (int c = 0; c < 19; ++c) z += std::exp(u[static_cast<std::size_t>((b * 19 + c) * 64 + p)] - mx);
+      const double nll = -(u[static_cast<std::size_t>((b * 19 + y) * 64 + p)] - mx - std::log(z));
+      const double w = proto::cityscapes_class_weights()[static_cast<std::size_t>(y)];
+      num += w * nll;
+      den += w;
+    }
+  CHECK(weighted == doctest::Approx(num / den).epsilon(1e-10));
+  lo.class_weights.pop_back();
+  CHECK_THROWS_WITH_AS(proto::segmentation_loss(logits, labels, lo),
+                       doctest::Contains("class_weights has 18 values, expected one per class (19)"), shape_error);
+  lo.class_weights = std::vector<double>(19, 1.0);
+  lo.class_weights[3] = -1;
+  CHECK_THROWS_WITH_AS(proto::segmentation_loss(logits, labels, lo), doctest::Contains("class weight -1"), value_error);
 }
 
 // ---- refusals ------------------------------------------------------------------------------------

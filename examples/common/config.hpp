@@ -61,6 +61,17 @@ struct train_config {
   double ppc_weight = 0.01;
   double ppd_weight = 0.001;
   double drop_path = 0.1;
+  // fidelity to the published code: `preset` sets this group, and any of
+  // them given explicitly overrides it (apply_preset; docs/models.md)
+  std::string preset = "published";  // published|fast
+  std::string projection = "published";  // published|bn
+  std::string projection_normalize = "published_width";  // published_width|channels|none
+  double proj_dropout = 0.1;
+  bool gumbel = true;
+  bool ce_align_corners = true;
+  std::string decoder_init = "mmcv";  // mmcv|pytorch
+  bool contract_dilation = true;
+  std::string class_weights = "none";  // none|cityscapes|FILE
   // optimisation
   std::string optimizer = "adamw";  // adamw|sgd
   std::int64_t iters = 10000;
@@ -254,6 +265,14 @@ class option_table {
                       }});
   }
 
+  /// Whether `name` was given on the command line or in a configuration
+  /// (as opposed to keeping its default).
+  bool was_set(std::string name) const {
+    for (auto& c : name)
+      if (c == '_') c = '-';
+    return std::find(set_.begin(), set_.end(), name) != set_.end();
+  }
+
   const option_spec* find(std::string name) const {
     for (auto& c : name)
       if (c == '_') c = '-';
@@ -269,6 +288,7 @@ class option_table {
       const auto* s = find(k);
       if (!s) throw usage_error(where + ": unknown option '" + k + "'");
       s->set_json(v);
+      set_.push_back(s->name);
     }
   }
   void apply_json_file(const std::string& path) {
@@ -325,6 +345,7 @@ class option_table {
         }
       }
       s->set_text(vals);
+      set_.push_back(s->name);
     }
     return true;
   }
@@ -348,6 +369,7 @@ class option_table {
 
  private:
   std::vector<option_spec> specs_;
+  std::vector<std::string> set_;
 };
 
 /// The options shared by the trainer and the evaluator, bound to `c`.
@@ -372,6 +394,79 @@ inline void add_model_options(option_table& t, train_config& c) {
   t.add_double("ppc-weight", &c.ppc_weight, "weight of the pixel-prototype contrastive loss", 0.0);
   t.add_double("ppd-weight", &c.ppd_weight, "weight of the pixel-prototype distance loss", 0.0);
   t.add_double("drop-path", &c.drop_path, "MiT stochastic depth rate", 0.0);
+  t.add_string("preset", &c.preset,
+               "published: every item below as the published ProtoSeg code; fast: protoseg's earlier choices "
+               "(docs/models.md). Items given explicitly override it",
+               {"published", "fast"});
+  t.add_string("projection", &c.projection,
+               "projection head: published (conv-ReLU-conv, contrast.py) or bn (conv-BN-ReLU-conv, projection.py)",
+               {"published", "bn"});
+  t.add_string("projection-normalize", &c.projection_normalize,
+               "L2 normalisation of the projection output: published_width (over the image width, as the "
+               "published F.normalize(dim=-1) on NCHW), channels or none",
+               {"published_width", "channels", "none"});
+  t.add_double("proj-dropout", &c.proj_dropout, "Dropout2d rate before the projection head (published 0.1)", 0.0);
+  t.add_bool("gumbel", &c.gumbel,
+             "prototype update picks its prototype by Gumbel sampling of the Sinkhorn assignment, as published "
+             "(on/off; off: the argmax)");
+  t.add_bool("ce-align-corners", &c.ce_align_corners,
+             "bilinear upsampling of the logits for the CE with align_corners (published on; mmseg off)");
+  t.add_string("decoder-init", &c.decoder_init,
+               "decoder ConvModule init: mmcv (kaiming normal fan_out, as published) or pytorch (Conv2d default)",
+               {"mmcv", "pytorch"});
+  t.add_bool("contract-dilation", &c.contract_dilation,
+             "ResNet at output stride 8/16: the first dilated block uses half the dilation, as mmseg's -d8 "
+             "configs (on/off)");
+  t.add_string("class-weights", &c.class_weights,
+               "CE class weights: none, cityscapes (the published Cityscapes ce_weight) or a FILE of C numbers "
+               "(JSON array or whitespace separated)");
+}
+
+/// The values `--preset` gives the fidelity group.
+struct preset_values {
+  std::string projection, projection_normalize;
+  double proj_dropout;
+  bool gumbel, ce_align_corners;
+  std::string decoder_init;
+};
+inline preset_values preset_of(const std::string& name) {
+  if (name == "published") return {"published", "published_width", 0.1, true, true, "mmcv"};
+  if (name == "fast") return {"bn", "none", 0.0, false, false, "pytorch"};
+  throw usage_error("--preset: '" + name + "' is not one of published, fast");
+}
+
+/// One line on the fidelity group: the preset and the items that differ
+/// from the published code.
+inline std::string fidelity_summary(const train_config& c) {
+  const auto pub = preset_of("published");
+  std::string diff;
+  auto add = [&](const std::string& item) { diff += (diff.empty() ? "" : ", ") + item; };
+  auto onoff = [](bool b) { return std::string(b ? "on" : "off"); };
+  if (c.projection != pub.projection) add("projection " + c.projection);
+  if (c.projection_normalize != pub.projection_normalize) add("projection-normalize " + c.projection_normalize);
+  if (c.proj_dropout != pub.proj_dropout) {
+    std::ostringstream os;
+    os << "proj-dropout " << c.proj_dropout;
+    add(os.str());
+  }
+  if (c.gumbel != pub.gumbel) add("gumbel " + onoff(c.gumbel));
+  if (c.ce_align_corners != pub.ce_align_corners) add("ce-align-corners " + onoff(c.ce_align_corners));
+  if (c.decoder_init != pub.decoder_init) add("decoder-init " + c.decoder_init);
+  if (!c.contract_dilation) add("contract-dilation off");
+  return "preset " + c.preset + (diff.empty() ? ": as the published code" : ": differs from the published code in " + diff);
+}
+
+/// Gives every option of the fidelity group that `t` did not see
+/// explicitly the value of c.preset.
+inline void apply_preset(train_config& c, const option_table& t) {
+  const auto v = preset_of(c.preset);
+  if (!t.was_set("projection")) c.projection = v.projection;
+  if (!t.was_set("projection-normalize")) c.projection_normalize = v.projection_normalize;
+  if (!t.was_set("proj-dropout")) c.proj_dropout = v.proj_dropout;
+  if (!t.was_set("gumbel")) c.gumbel = v.gumbel;
+  if (!t.was_set("ce-align-corners")) c.ce_align_corners = v.ce_align_corners;
+  if (!t.was_set("decoder-init")) c.decoder_init = v.decoder_init;
+  if (c.proj_dropout >= 1) throw usage_error("--proj-dropout: " + std::to_string(c.proj_dropout) + " is not below 1");
 }
 
 inline void add_data_options(option_table& t, train_config& c) {

@@ -218,12 +218,75 @@ inline models::model_options model_options_of(const train_config& c, std::int64_
   o.zero_init_residual = c.zero_init_residual;
   o.resnet_width = resnet_width_of(c);
   o.drop_path_rate = c.drop_path;
+  o.contract_dilation = c.contract_dilation;
+  o.decoder_mmcv_init = c.decoder_init == "mmcv";
   o.proto.num_prototypes = c.prototypes;
   o.proto.gamma = c.gamma;
+  o.proto.projection = c.projection == "bn" ? proto::projection_kind::bn : proto::projection_kind::published;
+  o.proto.projection_normalize = c.projection_normalize == "channels" ? proto::projection_norm::channels
+                                 : c.projection_normalize == "none"   ? proto::projection_norm::none
+                                                                      : proto::projection_norm::published_width;
+  o.proto.proj_dropout = c.proj_dropout;
+  o.proto.gumbel = c.gumbel;
   o.loss.ppc_weight = c.ppc_weight;
   o.loss.ppd_weight = c.ppd_weight;
+  o.loss.align_corners = c.ce_align_corners;
   o.seed = c.seed;
   return o;
+}
+
+/// The CE class weights --class-weights names for C classes: none (empty),
+/// cityscapes (the published Cityscapes ce_weight, C must be 19) or a file
+/// of C numbers (a JSON array, or numbers separated by spaces, commas or
+/// newlines).
+inline std::vector<double> class_weights_of(const train_config& c, std::int64_t C) {
+  const std::string& w = c.class_weights;
+  if (w.empty() || w == "none") return {};
+  std::vector<double> v;
+  std::string what;
+  if (w == "cityscapes") {
+    v = proto::cityscapes_class_weights();
+    what = "--class-weights cityscapes";
+  } else {
+    what = "--class-weights '" + w + "'";
+    std::ifstream f(w);
+    if (!f) throw usage_error(what + ": cannot read the file (expected none, cityscapes or a file of weights)");
+    std::stringstream ss;
+    ss << f.rdbuf();
+    std::string text = ss.str();
+    const auto first = text.find_first_not_of(" \t\r\n");
+    if (first != std::string::npos && text[first] == '[') {
+      io::json_value j;
+      try {
+        j = io::parse_json(text);
+      } catch (const std::exception& e) {
+        throw usage_error(what + ": not valid JSON: " + e.what());
+      }
+      for (const auto& e : j.as_array()) {
+        if (!e.is_number()) throw usage_error(what + ": expected an array of numbers");
+        v.push_back(e.as_number());
+      }
+    } else {
+      for (auto& ch : text)
+        if (ch == ',' || ch == '\t' || ch == '\r' || ch == '\n') ch = ' ';
+      std::istringstream is(text);
+      std::string word;
+      while (is >> word) {
+        try {
+          v.push_back(detail_config::parse_number<double>("class-weights", word));
+        } catch (const usage_error&) {
+          throw usage_error(what + ": '" + word + "' is not a number");
+        }
+      }
+    }
+  }
+  if (static_cast<std::int64_t>(v.size()) != C)
+    throw usage_error(what + ": " + std::to_string(v.size()) + " weights for a data set of " + std::to_string(C) +
+                      " classes");
+  for (double x : v)
+    if (!(x >= 0) || !std::isfinite(x))
+      throw usage_error(what + ": weight " + std::to_string(x) + " is not a finite value >= 0");
+  return v;
 }
 
 inline models::inference_options inference_options_of(const train_config& c) {
@@ -487,6 +550,15 @@ inline train_config config_from_metadata(const std::map<std::string, std::string
     if (t.find(k) && k != "device") keep[k] = v;  // the device is the new run's choice, not the model's
   // Written before --resnet-width existed: every ResNet had the standard width.
   if (!j.as_object().count("resnet-width") && !j.as_object().count("resnet_width")) c.resnet_width = 64;
+  // Written before the published-code options existed: the model had the
+  // BN projection without normalisation or dropout, and dilated ResNets
+  // did not contract their first dilation.
+  if (!j.as_object().count("projection")) {
+    c.projection = "bn";
+    c.projection_normalize = "none";
+    c.proj_dropout = 0;
+    c.contract_dilation = false;
+  }
   t.apply_json(io::json_value(keep), "'" + path + "' config");
   return c;
 }

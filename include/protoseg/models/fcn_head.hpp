@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "protoseg/tensor/creation.hpp"
 #include "protoseg/nn/module_list.hpp"
 #include "protoseg/models/segformer_head.hpp"
 #include "protoseg/nn/conv.hpp"
@@ -31,6 +32,11 @@ struct fcn_head_options {
   /// Classes of `conv_seg`; 0: no classifier, return the features.
   std::int64_t num_classes = 0;
   double dropout = 0.1;
+  /// Initialise as mmsegmentation: the ConvModules as mmcv's
+  /// `ConvModule.init_weights` (kaiming normal, fan_out, ReLU gain; see
+  /// conv_bn_relu), `conv_seg` normal with std 0.01 and bias 0
+  /// (`BaseDecodeHead.init_weights`); false: PyTorch's Conv2d defaults.
+  bool mmcv_init = true;
   std::uint64_t seed = 0;
 };
 
@@ -53,19 +59,24 @@ class fcn_head : public nn::module<T, P> {
       conv_list.push_back(convs->push_back(std::make_shared<conv_bn_relu<T, P>>(
           nn::conv2d_options{.in_channels = i == 0 ? o.in_channels : o.channels, .out_channels = o.channels,
                              .kernel_size = o.kernel_size, .padding = pad, .dilation = o.dilation},
-          gen)));
+          gen, o.mmcv_init)));
     if (o.concat_input)
       conv_cat = this->register_module(
           "conv_cat", std::make_shared<conv_bn_relu<T, P>>(
                           nn::conv2d_options{.in_channels = o.in_channels + o.channels, .out_channels = o.channels,
                                              .kernel_size = o.kernel_size, .padding = o.kernel_size / 2},
-                          gen));
+                          gen, o.mmcv_init));
     if (o.num_classes > 0) {
       dropout = this->register_module("dropout",
                                       std::make_shared<nn::dropout2d<T, P>>(nn::dropout_options{o.dropout, o.seed + 1}));
       conv_seg = this->register_module(
           "conv_seg", std::make_shared<nn::conv2d<T, P>>(
                           nn::conv2d_options{.in_channels = o.channels, .out_channels = o.num_classes}, gen));
+      if (o.mmcv_init) {
+        auto& w = conv_seg->weight.mutable_value();
+        w.copy_(randn<T, P>(w.shape(), gen, T(0), T(0.01)));
+        conv_seg->bias.mutable_value().copy_(zeros<T, P>(conv_seg->bias.shape()));
+      }
     }
   }
   std::string type_name() const override { return "FCNHead"; }

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "protoseg/tensor/creation.hpp"
 #include "protoseg/models/backbone.hpp"
 #include "protoseg/nn/module_list.hpp"
 #include "protoseg/nn/attention.hpp"
@@ -115,7 +116,8 @@ class mix_transformer : public backbone<T, P> {
   using variable_type = variable<T, P>;
 
   /// Builds the encoder and initialises it as NVlabs `_init_weights`:
-  /// Linear weights truncated normal (std 0.02, cut at 2 std), biases 0;
+  /// Linear weights timm trunc_normal_(std=0.02) (cut at +-2 in absolute
+  /// units, which in effect never cuts), biases 0;
   /// LayerNorm 1 / 0; Conv2d weights N(0, sqrt(2 / fan_out)), biases 0.
   explicit mix_transformer(const mit_options& o = {}) : opt_(o) {
     const char* who = "mix_transformer";
@@ -191,13 +193,9 @@ class mix_transformer : public backbone<T, P> {
       auto& val = v.mutable_value();
       const bool is_bias = name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0;
       if (val.rank() == 2) {  // Linear weight
-        std::vector<T> w(static_cast<std::size_t>(val.numel()));
-        for (auto& e : w) {
-          double z = gen.normal();
-          while (std::abs(z) > 2.0) z = gen.normal();
-          e = static_cast<T>(0.02 * z);
-        }
-        val.copy_(tensor<T, P>::from_vector(w, val.shape()));
+        // timm trunc_normal_(std=.02): the bounds a=-2, b=2 are absolute
+        // values (100 std), not multiples of std.
+        val.copy_(trunc_normal<T, P>(val.shape(), gen, T(0.02), T(-2), T(2)));
       } else if (val.rank() == 4) {  // Conv2d weight: fan_out = k_h k_w out / groups
         const std::int64_t out = val.shape()[0], kk = val.shape()[2] * val.shape()[3];
         const std::int64_t groups = val.shape()[1] == 1 && out > 1 && name.find("dwconv") != std::string::npos ? out : 1;

@@ -49,11 +49,18 @@ struct model_options {
   std::int64_t decoder_dim = 0;
   /// Dropout2d before the softmax classifier.
   double decoder_dropout = 0.1;
+  /// Initialise the decoder's ConvModules as mmcv (kaiming normal, fan_out;
+  /// segformer_head_options / fcn_head_options::mmcv_init); false: PyTorch's
+  /// Conv2d default.
+  bool decoder_mmcv_init = true;
   /// MiT stochastic depth rate.
   double drop_path_rate = 0.1;
   /// ResNet: the V1c deep stem, and the output stride (8, 16 or 32).
   bool deep_stem = false;
   std::int64_t output_stride = 8;
+  /// ResNet: halve the first dilated block's dilation, as mmsegmentation's
+  /// -d8 configs (resnet_options::contract_dilation).
+  bool contract_dilation = true;
   /// ResNet: start every residual block as the identity (resnet_options).
   bool zero_init_residual = false;
   /// ResNet: stem channels and first-stage planes (0: the standard 64;
@@ -101,6 +108,7 @@ backbone_entry<T, P> resnet_entry(const char* name, const char* summary) {
             ro.in_channels = o.in_channels;
             ro.deep_stem = o.deep_stem;
             ro.output_stride = o.output_stride;
+            ro.contract_dilation = o.contract_dilation;
             ro.zero_init_residual = o.zero_init_residual;
             if (o.resnet_width > 0) ro.stem_channels = ro.base_width = o.resnet_width;
             ro.seed = o.seed;
@@ -175,6 +183,7 @@ class segmentation_model : public nn::module<T, P> {
       ho.embed_dim = o.decoder_dim > 0 ? o.decoder_dim : (entry->decoder == "segformer" ? entry->decoder_dim : 768);
       ho.num_classes = classes;
       ho.dropout = o.decoder_dropout;
+      ho.mmcv_init = o.decoder_mmcv_init;
       ho.seed = o.seed + 1;
       segformer = std::make_shared<segformer_head<T, P>>(ho);
       decode_head = this->register_module("decode_head", std::shared_ptr<nn::module<T, P>>(segformer));
@@ -185,6 +194,7 @@ class segmentation_model : public nn::module<T, P> {
       fo.channels = o.decoder_dim > 0 ? o.decoder_dim : (entry->decoder == "fcn" ? entry->decoder_dim : 512);
       fo.num_classes = classes;
       fo.dropout = o.decoder_dropout;
+      fo.mmcv_init = o.decoder_mmcv_init;
       fo.seed = o.seed + 1;
       fcn = std::make_shared<fcn_head<T, P>>(fo);
       decode_head = this->register_module("decode_head", std::shared_ptr<nn::module<T, P>>(fcn));

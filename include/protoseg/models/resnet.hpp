@@ -7,9 +7,12 @@
 /// (mmsegmentation `ResNetV1c`: three 3x3 convs, `stem.0` / `stem.1` /
 /// `stem.3` / `stem.4` / `stem.6` / `stem.7`) and dilation for an output
 /// stride of 8 or 16 (mmsegmentation's strides (1, 2, 1, 1) / dilations
-/// (1, 1, 2, 4), and (1, 2, 2, 1) / (1, 1, 1, 2); every block of a dilated
-/// stage uses the stage's dilation). Bottlenecks put the stride on the 3x3
-/// conv (style 'pytorch', ResNet v1.5).
+/// (1, 1, 2, 4), and (1, 2, 2, 1) / (1, 1, 1, 2)). As mmsegmentation's
+/// `-d8` / `-d16` configs (`contract_dilation=True`, configs/_base_/models/
+/// fcn_r50-d8.py), the first block of a dilated stage uses half the stage's
+/// dilation (mmseg/models/utils/res_layer.py, `ResLayer`); a basic block
+/// dilates only its first conv (mmseg `BasicBlock`: conv2 is a plain 3x3).
+/// Bottlenecks put the stride on the 3x3 conv (style 'pytorch', ResNet v1.5).
 
 #include <array>
 #include <cmath>
@@ -39,6 +42,11 @@ struct resnet_options {
   bool deep_stem = false;
   /// Stride of the last feature: 32 (no dilation), 16 or 8.
   std::int64_t output_stride = 32;
+  /// The first block of a dilated stage uses dilation / 2, as
+  /// mmsegmentation's published -d8 / -d16 configs
+  /// (`contract_dilation=True`); false: every block uses the stage's
+  /// dilation (the default of mmseg's `ResNet` class itself).
+  bool contract_dilation = true;
   std::int64_t in_channels = 3;
   /// Channels of the stem (64).
   std::int64_t stem_channels = 64;
@@ -102,7 +110,7 @@ class resnet_block : public nn::module<T, P> {
     } else {
       conv1 = conv("conv1", in, planes, 3, stride, dilation);
       bn1 = bn("bn1", planes);
-      conv2 = conv("conv2", planes, planes, 3, 1, dilation);
+      conv2 = conv("conv2", planes, planes, 3, 1, 1);  // mmseg BasicBlock: conv2 never dilated
       bn2 = bn("bn2", planes);
     }
     if (stride != 1 || in != out) {
@@ -175,8 +183,9 @@ class resnet : public backbone<T, P> {
       const std::int64_t planes = o.base_width << s;
       layers[s] = this->register_module("layer" + std::to_string(s + 1), std::make_shared<nn::module_list<T, P>>());
       for (std::int64_t j = 0; j < o.depths[s]; ++j) {
+        const std::int64_t d = j == 0 && o.contract_dilation && dilations[s] > 1 ? dilations[s] / 2 : dilations[s];
         blocks[s].push_back(layers[s]->push_back(std::make_shared<resnet_block<T, P>>(
-            o.bottleneck, in, planes, j == 0 ? strides[s] : 1, dilations[s], gen)));
+            o.bottleneck, in, planes, j == 0 ? strides[s] : 1, d, gen)));
         in = o.bottleneck ? 4 * planes : planes;
       }
       channels_[s] = in;

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "protoseg/tensor/creation.hpp"
 #include "protoseg/nn/conv.hpp"
 #include "protoseg/nn/dropout.hpp"
 #include "protoseg/nn/functional.hpp"
@@ -38,6 +39,10 @@ struct segformer_head_options {
   double dropout = 0.1;
   /// Upsampling of c2..c4 to c1's grid (mmsegmentation: false).
   bool align_corners = false;
+  /// Initialise `linear_fuse` as mmcv's `ConvModule.init_weights` (conv
+  /// kaiming normal, fan_out, ReLU gain; BN 1 / 0), which mmcv runs when it
+  /// builds the module; false: PyTorch's Conv2d default.
+  bool mmcv_init = true;
   std::uint64_t seed = 0;
 };
 
@@ -60,16 +65,25 @@ class mlp_projection : public nn::module<T, P> {
 };
 
 /// mmcv `ConvModule` with a norm: conv (no bias) -> BatchNorm -> ReLU;
-/// children `conv`, `bn`.
+/// children `conv`, `bn`. With `mmcv_init` the conv weights are drawn as
+/// mmcv's `ConvModule.init_weights` (called from its constructor) draws
+/// them: `kaiming_init(conv, a=0, nonlinearity='relu')`, i.e. normal with
+/// std sqrt(2 / fan_out), fan_out = out_channels * kh * kw; the BN
+/// starts at 1 / 0. Without it the conv keeps PyTorch's Conv2d default.
 template <class T, class P = cpu>
 class conv_bn_relu : public nn::module<T, P> {
  public:
   using variable_type = variable<T, P>;
-  conv_bn_relu(const nn::conv2d_options& conv_opt, generator& gen) {
+  conv_bn_relu(const nn::conv2d_options& conv_opt, generator& gen, bool mmcv_init = true) {
     auto co = conv_opt;
     co.bias = false;
     conv = this->register_module("conv", std::make_shared<nn::conv2d<T, P>>(co, gen));
     bn = this->register_module("bn", std::make_shared<nn::batch_norm2d<T, P>>(nn::batch_norm_options{co.out_channels}));
+    if (mmcv_init) {
+      auto& w = conv->weight.mutable_value();
+      const std::int64_t fan_out = w.shape()[0] * w.shape()[2] * w.shape()[3];  // torch's fan_out: no groups
+      w.copy_(randn<T, P>(w.shape(), gen, T(0), static_cast<T>(std::sqrt(2.0 / static_cast<double>(fan_out)))));
+    }
   }
   std::string type_name() const override { return "ConvModule"; }
   variable_type forward(const variable_type& x) const { return relu(bn->forward(conv->forward(x))); }
@@ -92,7 +106,8 @@ class segformer_head : public nn::module<T, P> {
                                           std::make_shared<mlp_projection<T, P>>(o.in_channels[s], o.embed_dim, gen));
     linear_fuse = this->register_module(
         "linear_fuse", std::make_shared<conv_bn_relu<T, P>>(
-                           nn::conv2d_options{.in_channels = 4 * o.embed_dim, .out_channels = o.embed_dim}, gen));
+                           nn::conv2d_options{.in_channels = 4 * o.embed_dim, .out_channels = o.embed_dim}, gen,
+                           o.mmcv_init));
     if (o.num_classes > 0) {
       dropout = this->register_module("dropout",
                                       std::make_shared<nn::dropout2d<T, P>>(nn::dropout_options{o.dropout, o.seed + 1}));

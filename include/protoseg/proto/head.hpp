@@ -36,10 +36,46 @@
 #include "protoseg/ops/unary.hpp"
 #include "protoseg/proto/scores.hpp"
 #include "protoseg/proto/step.hpp"
+#include "protoseg/tensor/creation.hpp"
 
 namespace protoseg::proto {
 
-/// Options of `prototype_head`; the constants default to the published code.
+/// Which projection head maps the decoder features to pixel embeddings.
+enum class projection_kind {
+  /// conv1x1 -> ReLU -> conv1x1, parameters `proj.0`, `proj.2`: the class
+  /// the published model builds. lib/models/nets/hrnet.py imports
+  /// `ProjectionHead` from modules/projection.py and then again from
+  /// modules/contrast.py; the second import wins, so `HRNet_W48_Proto` uses
+  /// contrast.py's `ProjectionHead`.
+  published,
+  /// conv1x1 -> BatchNorm -> ReLU -> conv1x1, parameters `proj.0`,
+  /// `proj.1.0` (the BN of BNReLU), `proj.2`: modules/projection.py's
+  /// `ProjectionHead(proj='convmlp')`, the class the later import shadows.
+  bn
+};
+
+/// The L2 normalisation applied to the projection output, before the
+/// feature LayerNorm.
+enum class projection_norm {
+  /// Over the last axis of the (B, D, H, W) output, i.e. across the image
+  /// width: contrast.py's `ProjectionHead.forward` returns
+  /// `F.normalize(x, p=2, dim=-1)` of the NCHW tensor. Each (b, d, h) row
+  /// is divided by its norm over the width, which couples the pixels of a
+  /// row and depends on the image width; LayerNorm does not undo it. This
+  /// is what the published model computes, most likely unintentionally.
+  published_width,
+  /// Over the channels D of each pixel (what a per-pixel L2 normalisation
+  /// means). Followed by the feature LayerNorm and the L2 normalisation it
+  /// is nearly a no-op: LN(x / |x|) differs from LN(x) only through eps.
+  channels,
+  /// None (projection.py's `ProjectionHead` does not normalise).
+  none
+};
+
+/// Options of `prototype_head`. Every default is the published code's
+/// (tfzhou/ProtoSeg, `HRNet_W48_Proto` in lib/models/nets/hrnet.py and the
+/// modules it uses); each departure is an option. docs/models.md has the
+/// table: item, published code, default, option.
 struct prototype_head_options {
   /// Channels E of the decoder features the head reads.
   std::int64_t in_channels = 0;
@@ -47,29 +83,60 @@ struct prototype_head_options {
   std::int64_t num_classes = 0;
   /// Prototypes per class M (published `num_prototype`, 10).
   std::int64_t num_prototypes = 10;
-  /// Embedding width D (0: in_channels, as the published SegFormer variant).
+  /// Embedding width D (0: in_channels, as the published
+  /// `ProjectionHead(in_channels, in_channels)`).
   std::int64_t proj_dim = 0;
-  /// L2-normalise the projection output before the feature LayerNorm, as
-  /// openseg's ProjectionHead does; the PyTorch peer (mit_torch.py) does
-  /// not, and neither does the default.
-  bool normalize_projection = false;
-  /// Sinkhorn rounds, kappa, momentum gamma, Gumbel sampling: see step_options.
+  /// The projection head (published: contrast.py's conv-ReLU-conv).
+  projection_kind projection = projection_kind::published;
+  /// The L2 normalisation of the projection output (published: over the
+  /// width axis, see projection_norm).
+  projection_norm projection_normalize = projection_norm::published_width;
+  /// Dropout2d rate on the features before the projection head (published:
+  /// `cls_head` ends with `nn.Dropout2d(0.10)` and feeds `proj_head`). The
+  /// published network is HRNet-W48; no SegFormer or ResNet ProtoSeg was
+  /// released, so with those decoders the dropout sits in the same place:
+  /// between the decoder's features and the projection head. 0: none.
+  double proj_dropout = 0.1;
+  /// Sinkhorn rounds, kappa, momentum gamma, Gumbel sampling: see
+  /// step_options (published 3, 0.05, 0.999, Gumbel on).
   int sinkhorn_iterations = 3;
   double kappa = 0.05;
   double gamma = 0.999;
-  bool gumbel = false;
+  bool gumbel = true;
   /// Update the prototypes in training (published `update_prototype`).
   bool update_prototypes = true;
-  /// Label of pixels that take no part (mmsegmentation's 255).
+  /// Label of pixels that take no part: 255, the value the data sets' label
+  /// files carry. The published loader relabels 255 to -1 at load time
+  /// (`ReLabel(255, -1)`, lib/datasets/data_loader.py) and its head and
+  /// losses skip -1: the same pixels. The prototype targets of skipped
+  /// pixels are -1, as published.
   std::int64_t ignore_index = 255;
   /// Standard deviation of the truncated-normal prototype initialisation
-  /// (published trunc_normal_(std=0.02)), truncated at 2 std.
+  /// (published `trunc_normal_(self.prototypes, std=0.02)`).
   double init_std = 0.02;
+  /// Truncation bounds of that initialisation, in absolute units: timm's
+  /// `trunc_normal_(tensor, mean=0, std=0.02, a=-2, b=2)` cuts at +-2, i.e.
+  /// 100 std, so in effect it does not truncate.
+  double init_bound = 2.0;
   /// LayerNorm eps of the feature and class norms (nn.LayerNorm default).
   double norm_eps = 1e-5;
-  /// Seed of the parameter / prototype initialisation and of the Gumbel noise.
+  /// Seed of the parameter / prototype initialisation, the dropout and the
+  /// Gumbel noise.
   std::uint64_t seed = 0;
+  /// Recorded Gumbel variates for every step (step_options::gumbel_noise);
+  /// empty: drawn from the head's generator.
+  std::vector<double> gumbel_noise{};
 };
+
+/// The names of the enum values, as the trainers' options spell them.
+inline const char* to_string(projection_kind k) noexcept {
+  return k == projection_kind::published ? "published" : "bn";
+}
+inline const char* to_string(projection_norm n) noexcept {
+  return n == projection_norm::published_width ? "published_width"
+         : n == projection_norm::channels      ? "channels"
+                                               : "none";
+}
 
 /// What `prototype_head::forward` returns. N = B * H * W pixels in (b, h, w)
 /// order.
@@ -88,10 +155,8 @@ struct prototype_output {
   /// Prototype targets (N, int64): class * M + assigned prototype, or
   /// `target_ignore_index`; undefined unless the step ran (training with labels).
   tensor<std::int64_t, P> proto_targets;
-  /// The ignore value of proto_targets: options.ignore_index unless that is
-  /// a valid prototype id (ignore 255 with C * M > 255), then -1 (the
-  /// published code would silently drop prototype 255 there).
-  std::int64_t target_ignore_index = 255;
+  /// The ignore value of proto_targets: -1, as in the published step.
+  std::int64_t target_ignore_index = -1;
   /// Labels at the feature resolution (B, H, W) the step used (nearest).
   tensor<std::int64_t, P> labels;
   /// Correctly classified labelled pixels that fed the prototype update.
@@ -124,32 +189,47 @@ void normalize_rows(tensor<T, P> x) {
 
 }  // namespace detail
 
-/// The published `ProjectionHead(proj='convmlp')`: conv1x1 -> BatchNorm ->
-/// ReLU -> conv1x1, parameters `proj.0`, `proj.1.0` (the BN of BNReLU), `proj.2`.
+/// The projection head (projection_kind): contrast.py's `ProjectionHead`
+/// (conv1x1 -> ReLU -> conv1x1, parameters `proj.0`, `proj.2`), what the
+/// published model builds, or projection.py's `ProjectionHead(proj='convmlp')`
+/// (conv1x1 -> BatchNorm -> ReLU -> conv1x1, `proj.0`, `proj.1.0`, `proj.2`).
+/// The L2 normalisation is the head's (projection_norm), not this module's.
 template <class T, class P = cpu>
 class projection_head : public nn::module<T, P> {
  public:
   using variable_type = variable<T, P>;
-  projection_head(std::int64_t in_channels, std::int64_t out_channels, generator& gen) {
+  projection_head(std::int64_t in_channels, std::int64_t out_channels, generator& gen,
+                  projection_kind kind = projection_kind::published)
+      : kind_(kind) {
     proj = this->register_module("proj", std::make_shared<nn::module_list<T, P>>());
     conv1 = proj->push_back(std::make_shared<nn::conv2d<T, P>>(
         nn::conv2d_options{.in_channels = in_channels, .out_channels = in_channels}, gen));
-    auto bn_relu = proj->push_back(std::make_shared<nn::module_list<T, P>>());
-    bn = bn_relu->push_back(std::make_shared<nn::batch_norm2d<T, P>>(nn::batch_norm_options{in_channels}));
+    auto middle = proj->push_back(std::make_shared<nn::module_list<T, P>>());  // the ReLU, or BNReLU's list
+    if (kind == projection_kind::bn)
+      bn = middle->push_back(std::make_shared<nn::batch_norm2d<T, P>>(nn::batch_norm_options{in_channels}));
     conv2 = proj->push_back(std::make_shared<nn::conv2d<T, P>>(
         nn::conv2d_options{.in_channels = in_channels, .out_channels = out_channels}, gen));
   }
   std::string type_name() const override { return "ProjectionHead"; }
+  projection_kind kind() const noexcept { return kind_; }
   /// x (B, E, H, W) -> (B, D, H, W).
-  variable_type forward(const variable_type& x) const { return conv2->forward(relu(bn->forward(conv1->forward(x)))); }
+  variable_type forward(const variable_type& x) const {
+    auto y = conv1->forward(x);
+    if (bn) y = bn->forward(y);
+    return conv2->forward(relu(y));
+  }
 
   std::shared_ptr<nn::module_list<T, P>> proj;
   std::shared_ptr<nn::conv2d<T, P>> conv1, conv2;
-  std::shared_ptr<nn::batch_norm2d<T, P>> bn;
+  std::shared_ptr<nn::batch_norm2d<T, P>> bn;  ///< null for projection_kind::published
+
+ private:
+  projection_kind kind_;
 };
 
-/// The ProtoSeg head. Children `proj_head`, `feat_norm` (LayerNorm D),
-/// `mask_norm` (LayerNorm C); buffer `prototypes` (C, M, D).
+/// The ProtoSeg head. Children `dropout` (Dropout2d, no state), `proj_head`,
+/// `feat_norm` (LayerNorm D), `mask_norm` (LayerNorm C); buffer `prototypes`
+/// (C, M, D).
 template <class T, class P = cpu>
 class prototype_head : public nn::module<T, P> {
   static_assert(policy<P>, "protoseg::proto::prototype_head: P must be a protoseg policy (cpu or cuda)");
@@ -172,22 +252,22 @@ class prototype_head : public nn::module<T, P> {
       ::protoseg::detail::fail<value_error>(who, ": gamma is ", opt.gamma, ", expected a momentum in [0, 1]");
     if (!(opt.init_std > 0))
       ::protoseg::detail::fail<value_error>(who, ": init_std is ", opt.init_std, ", expected > 0");
+    if (!(opt.init_bound > 0))
+      ::protoseg::detail::fail<value_error>(who, ": init_bound is ", opt.init_bound, ", expected > 0");
+    if (!(opt.proj_dropout >= 0 && opt.proj_dropout < 1))
+      ::protoseg::detail::fail<value_error>(who, ": proj_dropout is ", opt.proj_dropout, ", expected a rate in [0, 1)");
     dim_ = opt.proj_dim > 0 ? opt.proj_dim : opt.in_channels;
-    const std::int64_t K = opt.num_classes * opt.num_prototypes;
-    target_ignore_ = (opt.ignore_index >= 0 && opt.ignore_index < K) ? -1 : opt.ignore_index;
-    proj_head = this->register_module("proj_head", std::make_shared<projection_head<T, P>>(opt.in_channels, dim_, gen_));
+    dropout = this->register_module(
+        "dropout", std::make_shared<nn::dropout2d<T, P>>(nn::dropout_options{opt.proj_dropout, opt.seed + 1}));
+    proj_head = this->register_module(
+        "proj_head", std::make_shared<projection_head<T, P>>(opt.in_channels, dim_, gen_, opt.projection));
     feat_norm = this->register_module("feat_norm",
                                       std::make_shared<nn::layer_norm<T, P>>(nn::layer_norm_options{dim_, opt.norm_eps}));
     mask_norm = this->register_module(
         "mask_norm", std::make_shared<nn::layer_norm<T, P>>(nn::layer_norm_options{opt.num_classes, opt.norm_eps}));
-    std::vector<T> init(static_cast<std::size_t>(K * dim_));
-    for (auto& v : init) {
-      double z = gen_.normal();
-      while (std::abs(z) > 2.0) z = gen_.normal();
-      v = static_cast<T>(z * opt.init_std);
-    }
     prototypes = this->register_buffer(
-        "prototypes", tensor_type::from_vector(init, {opt.num_classes, opt.num_prototypes, dim_}));
+        "prototypes", trunc_normal<T, P>({opt.num_classes, opt.num_prototypes, dim_}, gen_, static_cast<T>(opt.init_std),
+                                         static_cast<T>(-opt.init_bound), static_cast<T>(opt.init_bound)));
   }
   std::string type_name() const override { return "ProtoSegHead"; }
   const prototype_head_options& options() const noexcept { return opt_; }
@@ -209,14 +289,15 @@ class prototype_head : public nn::module<T, P> {
     if (labels.defined() && (labels.rank() != 3 || labels.shape()[0] != B))
       ::protoseg::detail::fail<shape_error>(who, ": labels must be (", B, ", H, W) int64, got ", labels.shape());
 
-    auto x = proj_head->forward(features);
-    if (opt_.normalize_projection) x = l2_normalize(x, 1);
+    auto x = proj_head->forward(opt_.proj_dropout > 0 ? dropout->forward(features) : features);
+    if (opt_.projection_normalize == projection_norm::published_width) x = l2_normalize(x, 3);
+    else if (opt_.projection_normalize == projection_norm::channels) x = l2_normalize(x, 1);
     auto c = reshape(permute(x, {0, 2, 3, 1}), {N, dim_});
     c = l2_normalize(feat_norm->forward(c), 1);
     detail::normalize_rows(prototypes);  // published: prototypes.data.copy_(l2_normalize(prototypes))
 
     prototype_output<T, P> out;
-    out.target_ignore_index = target_ignore_;
+    out.target_ignore_index = -1;
     out.embeddings = c;
     const bool step = this->is_training() && labels.defined();
     if (!step && !(grad_enabled() && c.requires_grad())) {
@@ -241,10 +322,11 @@ class prototype_head : public nn::module<T, P> {
       so.kappa = opt_.kappa;
       so.gamma = opt_.gamma;
       so.ignore_index = opt_.ignore_index;
-      so.target_ignore_index = target_ignore_;
+      so.target_ignore_index = -1;
       so.update_prototypes = opt_.update_prototypes;
       so.gumbel = opt_.gumbel;
       so.gen = &gen_;
+      so.gumbel_noise = opt_.gumbel_noise;
       no_grad guard;
       auto r = prototype_step(c.value(), out.proto_logits.value().reshape({N, C, M}), seg.value(),
                               out.labels.reshape({N}), prototypes, so);
@@ -257,6 +339,7 @@ class prototype_head : public nn::module<T, P> {
     return forward(f, labels);
   }
 
+  std::shared_ptr<nn::dropout2d<T, P>> dropout;
   std::shared_ptr<projection_head<T, P>> proj_head;
   std::shared_ptr<nn::layer_norm<T, P>> feat_norm, mask_norm;
   tensor_type prototypes;  ///< (C, M, D) buffer, no gradient
@@ -268,7 +351,6 @@ class prototype_head : public nn::module<T, P> {
   prototype_head_options opt_;
   generator gen_;
   std::int64_t dim_ = 0;
-  std::int64_t target_ignore_ = 255;
 };
 
 /// Options of `softmax_head`.

@@ -5,7 +5,9 @@
 /// the label resolution, plus lambda_1 PPC plus lambda_2 PPD on the
 /// prototype scores and targets of the prototype head.
 
+#include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "protoseg/loss/cross_entropy.hpp"
 #include "protoseg/loss/prototype.hpp"
@@ -14,20 +16,39 @@
 
 namespace protoseg::proto {
 
-/// Weights and settings of the objective, with the published defaults.
+/// Weights and settings of the objective, with the published defaults
+/// (`PixelPrototypeCELoss`, lib/loss/loss_proto.py; docs/models.md).
 struct loss_options {
   /// lambda_1 of Eq. 14 (published `loss_ppc_weight`).
   double ppc_weight = 0.01;
   /// lambda_2 of Eq. 14 (published `loss_ppd_weight`).
   double ppd_weight = 0.001;
-  /// Label ignored by the cross-entropy.
+  /// Label ignored by the cross-entropy: 255 in the data sets' label files,
+  /// which the published loader relabels -1 (`ce_ignore_index: -1`).
   std::int64_t ignore_index = 255;
   /// Temperature of PPC (see ppc_options: 1 in the published code).
   double ppc_temperature = 1.0;
-  /// Bilinear upsampling of the logits to the labels: align_corners as
-  /// mmsegmentation's SegFormer (false) or openseg's loss (true).
-  bool align_corners = false;
+  /// Bilinear upsampling of the logits to the labels before the CE: the
+  /// published loss uses `F.interpolate(seg, size=(h, w), mode='bilinear',
+  /// align_corners=True)` (`PixelPrototypeCELoss.forward`); mmsegmentation's
+  /// SegFormer loss uses false.
+  bool align_corners = true;
+  /// Per-class weights of the CE (C values; empty: unweighted). The
+  /// published Cityscapes config sets `loss.params.ce_weight`
+  /// (configs/cityscapes/H_48_D_4_proto.json, read by `FSCELoss`):
+  /// `cityscapes_class_weights()`. The mean is weighted as
+  /// F.cross_entropy(weight=...): sum w_y l / sum w_y.
+  std::vector<double> class_weights{};
 };
+
+/// The CE class weights of the published Cityscapes config (19 classes, in
+/// the trainIds order; `ce_weight` of configs/cityscapes/H_48_D_4_proto.json).
+inline const std::vector<double>& cityscapes_class_weights() {
+  static const std::vector<double> w = {0.8373, 0.9180, 0.8660, 1.0345, 1.0166, 0.9969, 0.9754,
+                                        1.0489, 0.8786, 1.0023, 0.9539, 0.9843, 1.1116, 0.9037,
+                                        1.0865, 1.0955, 1.0865, 1.1529, 1.0507};
+  return w;
+}
 
 /// The terms of the objective; ppc / ppd are undefined when the head did
 /// not produce targets (evaluation, or no labels).
@@ -51,6 +72,19 @@ loss_terms<T, P> segmentation_loss(const variable<T, P>& logits, const tensor<st
   const std::int64_t H = labels.shape()[1], W = labels.shape()[2];
   cross_entropy_options<T, P> ce;
   ce.ignore_index = opt.ignore_index;
+  if (!opt.class_weights.empty()) {
+    const std::int64_t C = logits.shape()[1];
+    if (static_cast<std::int64_t>(opt.class_weights.size()) != C)
+      ::protoseg::detail::fail<shape_error>("segmentation_loss: class_weights has ", opt.class_weights.size(),
+                                            " values, expected one per class (", C, ")");
+    std::vector<T> w;
+    for (double v : opt.class_weights) {
+      if (!(v >= 0) || !std::isfinite(v))
+        ::protoseg::detail::fail<value_error>("segmentation_loss: class weight ", v, " is not a finite value >= 0");
+      w.push_back(static_cast<T>(v));
+    }
+    ce.class_weights = tensor<T, P>::from_vector(w, {C});
+  }
   loss_terms<T, P> t;
   t.ce = (logits.shape()[2] == H && logits.shape()[3] == W)
              ? cross_entropy(logits, labels, ce)

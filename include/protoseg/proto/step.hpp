@@ -24,37 +24,58 @@
 
 namespace protoseg::proto {
 
-/// Constants of the prototype step, with the published defaults.
+/// Constants of the prototype step. Every default is the published code's
+/// (tfzhou/ProtoSeg, `HRNet_W48_Proto.prototype_learning` in
+/// lib/models/nets/hrnet.py and `distributed_sinkhorn` in
+/// lib/models/modules/sinkhorn.py); docs/models.md has the table.
 struct step_options {
-  /// Sinkhorn-Knopp rounds (Algorithm 1 `iters`).
+  /// Sinkhorn-Knopp rounds (Algorithm 1 `iters`; published
+  /// `sinkhorn_iterations=3`).
   int sinkhorn_iterations = 3;
-  /// kappa of Eq. 9 (the published `epsilon`).
+  /// kappa of Eq. 9 (the published `epsilon`, 0.05).
   double kappa = 0.05;
-  /// Momentum of the prototype update (Eq. 10): P = gamma P + (1 - gamma) f.
+  /// Momentum of the prototype update (Eq. 10): P = gamma P + (1 - gamma) f
+  /// (published `gamma`, 0.999 in every config).
   double gamma = 0.999;
-  /// Labels equal to this are skipped (no target, no update).
+  /// Labels equal to this are skipped (no target, no update). The data sets'
+  /// label files mark void pixels 255; the published loader relabels them -1
+  /// at load time (`ReLabel(255, -1)`) and skips -1, the same pixels.
   std::int64_t ignore_index = 255;
-  /// Value written to the targets of ignored pixels (see prototype_head).
-  std::int64_t target_ignore_index = 255;
+  /// Value written to the targets of ignored pixels: -1, as the published
+  /// step (its targets start as a copy of the relabelled ground truth).
+  std::int64_t target_ignore_index = -1;
   /// Move the prototypes (the published `update_prototype`); off still
   /// gives the targets.
   bool update_prototypes = true;
-  /// Pick the prototype used for the momentum update by Gumbel sampling of
-  /// the Sinkhorn assignment, as the published code's
-  /// gumbel_softmax(Q, tau=0.5, hard=True); off: its argmax. The targets are
-  /// the argmax in both cases, as in the published code.
-  bool gumbel = false;
-  /// Generator of the Gumbel noise (required when gumbel is on).
+  /// Pick the prototype each correct pixel moves by Gumbel sampling of its
+  /// Sinkhorn assignment row, as the published `distributed_sinkhorn`
+  /// returns `gumbel_softmax(Q, tau=0.5, hard=True)` (the one-hot of
+  /// argmax(Q + g), Q taken as logits; tau does not change a hard sample),
+  /// which `prototype_learning` uses for the update. Off: the argmax, which
+  /// the published code only uses for the targets (its commented-out
+  /// one-hot line). The targets are the argmax in both cases.
+  bool gumbel = true;
+  /// Generator of the Gumbel noise (required when gumbel is on and no
+  /// gumbel_noise is given).
   generator* gen = nullptr;
+  /// Recorded Gumbel variates to use instead of drawing from *gen: R x M
+  /// values, row r for the r-th labelled pixel in class-major order (class
+  /// 0's pixels in index order, then class 1's, ...), the order in which the
+  /// published loop over classes samples. For checks against a reference
+  /// that drew its own noise; the size must match the step.
+  std::vector<double> gumbel_noise{};
 };
 
 /// What the step returns: the prototype target of every pixel (int64, N;
 /// class * M + assigned prototype, or target_ignore_index) on the policy of
-/// the inputs, how many pixels were correct (fed the update), and the
+/// the inputs, the prototype each pixel's update would move (the Gumbel
+/// sample, or the target without gumbel; the update uses it for correct
+/// pixels only), how many pixels were correct (fed the update), and the
 /// Sinkhorn rounds run.
 template <class P>
 struct basic_step_result {
   tensor<std::int64_t, P> targets;
+  tensor<std::int64_t, P> sampled;
   std::int64_t correct = 0;
   int sinkhorn_iterations = 0;
 };
@@ -114,7 +135,7 @@ step_sizes check_step_inputs(const tensor<T, P>& embeddings, const tensor<T, P>&
                                           labels.defined() ? labels.shape().str() : std::string("undefined"));
   if (!(o.gamma >= 0 && o.gamma <= 1))
     ::protoseg::detail::fail<value_error>(who, ": options.gamma is ", o.gamma, ", expected a momentum in [0, 1]");
-  if (o.gumbel && o.gen == nullptr)
+  if (o.gumbel && o.gen == nullptr && o.gumbel_noise.empty())
     ::protoseg::detail::fail<value_error>(who, ": options.gen is nullptr, expected a seeded generator for Gumbel sampling");
   return {N, C, M, D, scores.rank() == 2};
 }
@@ -154,6 +175,7 @@ basic_step_result<P> prototype_step(const tensor<T, P>& embeddings, const tensor
   }
   basic_step_result<P> res;
   res.targets = full<std::int64_t, P>(shape{N}, o.target_ignore_index);
+  res.sampled = res.targets;
   if (N == 0) return res;
   auto order = tensor<std::int64_t, P>::empty({N});
   auto offsets = tensor<std::int64_t, P>::empty({C + 1});
@@ -173,7 +195,12 @@ basic_step_result<P> prototype_step(const tensor<T, P>& embeddings, const tensor
   auto q = ot::detail::segmented_solve(block, offsets, tensor<T, P>::empty(block.shape()), so, "segmented_sinkhorn",
                                        diag.data());
   tensor<double, P> noise;
-  if (o.gumbel) {
+  if (o.gumbel && !o.gumbel_noise.empty()) {
+    if (static_cast<std::int64_t>(o.gumbel_noise.size()) != R * M)
+      ::protoseg::detail::fail<shape_error>("prototype_step: options.gumbel_noise has ", o.gumbel_noise.size(),
+                                            " values, expected ", R, " labelled pixels x ", M, " prototypes = ", R * M);
+    noise = tensor<double, P>::from_vector(o.gumbel_noise, {R, M});
+  } else if (o.gumbel) {
     std::vector<double> g(static_cast<std::size_t>(R * M));
     for (auto& v : g) v = o.gen->gumbel();
     noise = tensor<double, P>::from_vector(g, {R, M});
@@ -182,6 +209,12 @@ basic_step_result<P> prototype_step(const tensor<T, P>& embeddings, const tensor
   auto chosen = tensor<std::int64_t, P>::empty({R});
   kernels::harden(q.assignment.data(), o.gumbel ? noise.data() : nullptr, R, M, index.data(), chosen.data());
   kernels::scatter_targets(order.data(), labels.data(), index.data(), R, M, res.targets.data());
+  if (o.gumbel) {
+    res.sampled = full<std::int64_t, P>(shape{N}, o.target_ignore_index);
+    kernels::scatter_targets(order.data(), labels.data(), chosen.data(), R, M, res.sampled.data());
+  } else {
+    res.sampled = res.targets;
+  }
 
   auto keys = tensor<std::int64_t, P>::empty({R});
   kernels::correct_keys(class_logits.data(), labels.data(), order.data(), chosen.data(), R, C, M, keys.data(),
