@@ -16,7 +16,8 @@ struct proto_step_case {
   tensor<float, P> c;                // (N, D) unit embeddings
   tensor<float, P> prototypes;       // (C, M, D) unit prototypes
   tensor<std::int64_t, P> labels;    // (N) in [0, C)
-  proto::step_options options;
+  proto::step_options options;  // the published defaults: Gumbel sampling on, as the peer's step
+  generator noise{1};            // the Gumbel variates
 
   /// N = 2 * 128 * 128 pixels, M = 10, D = 256.
   explicit proto_step_case(std::int64_t classes) : C(classes), M(10), D(256), N(2 * 128 * 128) {
@@ -30,8 +31,6 @@ struct proto_step_case {
     c = ch.template to<P>();
     prototypes = ph.template to<P>();
     labels = lh.template to<P>();
-    // Prototype ids reach C * M > 255, so the ignored targets are -1 (as the head does).
-    options.target_ignore_index = -1;
   }
 
   /// One step: full = false summarises the scores block by block (never
@@ -39,6 +38,7 @@ struct proto_step_case {
   /// class_max, ppc_loss, ppd_loss) as training does. Returns the weighted
   /// PPC + PPD loss, a host value.
   float step(bool full) {
+    options.gen = &noise;
     if (!full) {
       auto s = proto::summarize_scores(c, prototypes, labels);
       auto r = proto::prototype_step(c, s.own, s.class_logits, labels, prototypes, options);

@@ -3,7 +3,7 @@
 # lists split at ';': a test case whose name holds one becomes two CTest
 # entries that match nothing, and doctest passes a filter that matches
 # nothing. This check fails on such names.
-file(GLOB sources ${DIR}/test_*.cpp)
+file(GLOB sources ${DIR}/test_*.cpp ${DIR}/cuda/test_*.cpp)
 set(bad "")
 foreach(src IN LISTS sources)
   file(STRINGS ${src} lines REGEX "TEST_CASE[A-Z_]*\\(\"")
@@ -19,4 +19,4 @@ endforeach()
 if(bad)
   message(FATAL_ERROR "test-case names with ';' (CTest would run none of them):${bad}")
 endif()
-message(STATUS "test-case names: no ';' in ${DIR}/test_*.cpp")
+message(STATUS "test-case names: no ';' in ${DIR}/test_*.cpp and ${DIR}/cuda/test_*.cpp")

@@ -186,7 +186,7 @@ TEST_CASE("cuda policy: cross_entropy forward, backward and errors") {
                        doctest::Contains("label 7 at flat position 10 is out of range"), value_error);
 }
 
-TEST_CASE("cuda policy: losses and sums stay on the device; checks wait for the next host read when deferred") {
+TEST_CASE("cuda policy: losses and sums stay on the device, checks wait for the next host read when deferred") {
   // Counted alike on the GPU and on Thrust's OpenMP system (context.cuh).
   auto logits = rndf({2, 4, 3, 3}, 13, -2, 2);
   auto labels = tensor<std::int64_t>::from_vector({0, 1, 2, 3, 255, 0, 1, 2, 3, 3, 2, 1, 0, 255, 255, 1, 2, 0}, {2, 3, 3});

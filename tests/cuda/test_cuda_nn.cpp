@@ -53,7 +53,7 @@ void module_parity(MC& mc, MG& mg, F f, const tensor<float>& x, double rtol = mo
 // Every op's value and gradients are compared on the op table in
 // test_cuda.cpp; here: what the table cannot hold (state updated in place,
 // shapes large enough to need several chunks).
-TEST_CASE("cuda nn: layer_norm over long rows; batch_norm in training updates the running statistics alike") {
+TEST_CASE("cuda nn: layer_norm over long rows, batch_norm in training updates the running statistics alike") {
   grad_parity([](const auto& v) { return nn::functional::layer_norm(v[0], v[1], v[2], 1e-6); },
               {rnd({4, 3, 70}, 4), rnd({70}, 5), rnd({70}, 6)});
   // Batch norm in training updates running statistics on both policies alike.
@@ -175,6 +175,8 @@ void step_parity(const step_case& k) {
                                   labels.to<cuda>(), pg, o);
   static_assert(std::is_same_v<decltype(rg.targets), tensor<std::int64_t, cuda>>);
   CHECK(rg.targets.to_vector() == rc.targets.to_vector());
+  CHECK(rg.sampled.to_vector() == rc.sampled.to_vector());
+  if (!k.gumbel) CHECK(rc.sampled.to_vector() == rc.targets.to_vector());
   CHECK(rg.correct == rc.correct);
   CHECK(rc.correct > 0);
   CHECK(rc.correct < k.N);
@@ -211,9 +213,10 @@ TEST_CASE("cuda proto: prototype step (grouping, segmented Sinkhorn, targets, mo
     auto protos = unit_rows(6, 4, 2).reshape({2, 3, 4});
     auto scores = matmul(emb, protos.reshape({6, 4}), false, true).reshape({10, 2, 3});
     auto pg = protos.to<cuda>();
-    auto r = proto::prototype_step(emb.to<cuda>(), scores.to<cuda>(), max(scores, 2).to<cuda>(), labels.to<cuda>(), pg);
+    auto r = proto::prototype_step(emb.to<cuda>(), scores.to<cuda>(), max(scores, 2).to<cuda>(), labels.to<cuda>(), pg,
+                                   {.gumbel = false});
     CHECK(r.correct == 0);
-    CHECK(agree(r.targets, labels, 0.0));
+    CHECK(agree(r.targets, full<std::int64_t>({10}, -1), 0.0));  // the published target ignore value
     CHECK(agree(pg, protos, 0.0));
   }
 }
@@ -235,12 +238,14 @@ TEST_CASE("cuda proto: the score summary and the step and loss values from it ag
     CHECK(agree(sg.own, sc.own));
     auto pc = protos.clone();
     auto pg = protos.to<cuda>();
-    auto rc = proto::prototype_step(emb, sc.own, sc.class_logits, labels, pc);
-    auto rg = proto::prototype_step(emb.to<cuda>(), sg.own, sg.class_logits, labels.to<cuda>(), pg);
+    generator gc(3), gg(3);  // Gumbel sampling (the default) from the same seed on both
+    auto rc = proto::prototype_step(emb, sc.own, sc.class_logits, labels, pc, {.gen = &gc});
+    auto rg = proto::prototype_step(emb.to<cuda>(), sg.own, sg.class_logits, labels.to<cuda>(), pg, {.gen = &gg});
     CHECK(rg.targets.to_vector() == rc.targets.to_vector());
+    CHECK(rg.sampled.to_vector() == rc.sampled.to_vector());
     CHECK(rg.correct == rc.correct);
     CHECK(agree(pg, pc, model_rtol));
-    const auto vc = proto::summary_losses(sc, rc.targets, 255), vg = proto::summary_losses(sg, rg.targets, 255);
+    const auto vc = proto::summary_losses(sc, rc.targets, -1), vg = proto::summary_losses(sg, rg.targets, -1);
     CHECK(vg.pixels == vc.pixels);
     CHECK(vg.ppc == doctest::Approx(vc.ppc).epsilon(1e-5));
     CHECK(vg.ppd == doctest::Approx(vc.ppd).epsilon(1e-5));
@@ -321,7 +326,7 @@ void head_parity(const head_case& k) {
   CHECK(agree(og.embeddings.value(), oc.embeddings.value(), model_rtol));
   CHECK(agree(og.labels, oc.labels, 0.0));
   CHECK(og.target_ignore_index == oc.target_ignore_index);
-  CHECK(oc.target_ignore_index == (k.C * k.M > 255 ? -1 : 255));
+  CHECK(oc.target_ignore_index == -1);  // as the published step
   CHECK(og.proto_targets.to_vector() == oc.proto_targets.to_vector());
   CHECK(og.correct == oc.correct);
   CHECK(agree(hg.prototypes, hc.prototypes, model_rtol));
@@ -383,7 +388,7 @@ TEST_CASE("cuda proto: bad inputs give the same errors on both policies") {
   auto step = [&](auto pol, const tensor<float>& e, const tensor<float>& s, const tensor<float>& l,
                   const tensor<std::int64_t>& lab) {
     using P = decltype(pol);
-    proto::prototype_step(e.to<P>(), s.to<P>(), l.to<P>(), lab.to<P>(), protos.clone().to<P>());
+    proto::prototype_step(e.to<P>(), s.to<P>(), l.to<P>(), lab.to<P>(), protos.clone().to<P>(), {.gumbel = false});
   };
   CHECK(both([&](auto p) { step(p, emb, scores, logits, bad); }).find("labels[3] is 2") != std::string::npos);
   both([&](auto p) { step(p, emb.narrow0(0, 5), scores, logits, good); });
@@ -450,6 +455,7 @@ TEST_CASE("cuda models: MiT-B0 + SegFormer + ProtoSeg and ResNet-18 + MLP decode
     o.head = mc.head;
     o.proto.num_prototypes = 3;
     o.decoder_dropout = 0;  // no random masks: the two policies draw differently
+    o.proto.proj_dropout = 0;
     o.drop_path_rate = 0;
     o.seed = 5;
     models::segmentation_model<float, cpu> mcpu(o);
@@ -476,7 +482,14 @@ TEST_CASE("cuda models: MiT-B0 + SegFormer + ProtoSeg and ResNet-18 + MLP decode
     mgpu.train();
     auto oc = mcpu.forward(xc, y);
     auto og = mgpu.forward(xg, y.to<cuda>());
-    CHECK(agree(og.logits.value(), oc.logits.value(), model_rtol));
+    // The training-mode class logits of the published head at initialisation
+    // are a LayerNorm over 4 nearly equal class maxima (no BN in the
+    // projection, rows normalised over the width), which amplifies float
+    // rounding: measured 1.2e-4 apart at most (the eval forward above, and
+    // the losses and gradients below, agree within 1e-4).
+    const double logits_rtol = mc.head == models::head_kind::prototype ? 3 * model_rtol : model_rtol;
+    CHECK_MESSAGE(agree(og.logits.value(), oc.logits.value(), logits_rtol),
+                  disagreement(og.logits.value(), oc.logits.value(), logits_rtol));
     auto lc = mcpu.loss(oc, y);
     auto lg = mgpu.loss(og, y.to<cuda>());
     CHECK(agree(lg.total.value(), lc.total.value(), model_rtol));
