@@ -5,6 +5,7 @@
 /// keys sorted (std::map); numbers keep their integer value exactly when they
 /// are written without a fraction or exponent.
 
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -157,10 +158,11 @@ class json_value {
       case 3: {
         const double d = std::get<double>(v_);
         if (!std::isfinite(d)) ::protoseg::detail::fail<value_error>("json: cannot write the non-finite number ", d);
-        std::ostringstream os;
-        os.precision(17);
-        os << d;
-        out += os.str();
+        // The shortest text that reads back as the same double (0.1, not
+        // 0.10000000000000001).
+        char buf[32];
+        const auto r = std::to_chars(buf, buf + sizeof buf, d);
+        out.append(buf, r.ptr);
         break;
       }
       case 4: dump_string(out, std::get<std::string>(v_)); break;
