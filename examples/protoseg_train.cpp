@@ -166,6 +166,7 @@ void print_help(const ex::option_table& t) {
                "model.safetensors and checkpoint.safetensors into --out. Defaults train on the built-in\n"
                "Fashion-MNIST scenes.\n\nOptions [defaults]:\n";
   t.print_help(std::cout);
+  ex::print_fidelity_table(std::cout);
 }
 
 ps::data::train_pipeline_options pipeline_of(const ex::train_config& c) {

@@ -127,6 +127,91 @@ TEST_CASE("--resnet-width 0 is 32 on the Fashion-MNIST scenes, eval rebuilds tha
   CHECK(r.output.find("model  resnet18 + ") != std::string::npos);
 }
 
+TEST_CASE("--preset published|fast sets the fidelity group, explicit items override it, old weights still load") {
+  const auto dir = work_dir("preset");
+  const std::vector<std::string> small{"--model", "resnet18", "--decoder-dim", "16", "--prototypes", "2",
+                                       "--threads", "1", "--workers", "1", "--scenes-train", "8", "--scenes-val", "2",
+                                       "--iters", "2", "--batch", "2", "--eval-every", "0", "--embedding", "none"};
+  auto h = run(PROTOSEG_TRAIN_EXE, {"--help"});
+  CHECK(h.status == 0);
+  CHECK(h.output.find("Fidelity to the published code") != std::string::npos);
+  CHECK(h.output.find("Gumbel sample (tau 0.5, hard)") != std::string::npos);
+  CHECK(h.output.find("--class-weights none|cityscapes|FILE") != std::string::npos);
+  auto r = run(PROTOSEG_TRAIN_EXE, with(small, {"--out", (dir / "published").string(), "--preset", "published"}));
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK(r.output.find("preset published: as the published code") != std::string::npos);
+  auto st = ps::io::read_safetensors((dir / "published" / "model.safetensors").string());
+  CHECK(st.contains("proto_head.proj_head.proj.2.weight"));
+  CHECK_FALSE(st.contains("proto_head.proj_head.proj.1.0.weight"));  // no BN in the published projection
+
+  // The default, auto, is fast on the Fashion-MNIST scenes (the main job's measured best).
+  r = run(PROTOSEG_TRAIN_EXE, with(small, {"--out", (dir / "fast").string()}));
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK(r.output.find("preset fast: differs from the published code in projection bn, projection-normalize none, "
+                      "proj-dropout 0, gumbel off, ce-align-corners off, decoder-init pytorch") != std::string::npos);
+  st = ps::io::read_safetensors((dir / "fast" / "model.safetensors").string());
+  CHECK(st.contains("proto_head.proj_head.proj.1.0.weight"));
+  const auto cfg = ps::io::parse_json(st.metadata.at("config"));
+  CHECK(cfg.find("projection")->as_string() == "bn");
+  CHECK(cfg.find("gumbel")->as_bool() == false);
+
+  // An item given explicitly wins over the preset, before or after it.
+  r = run(PROTOSEG_TRAIN_EXE,
+          with(small, {"--gumbel", "on", "--out", (dir / "mixed").string(), "--preset", "fast", "--iters", "1"}));
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK(r.output.find("preset fast: differs from the published code in projection bn") != std::string::npos);
+  CHECK(r.output.find("gumbel off") == std::string::npos);
+
+  // Weights written before these options existed (no 'projection' in their
+  // stored configuration) load as the model they were: BN projection.
+  {
+    auto old = ps::io::read_safetensors((dir / "fast" / "model.safetensors").string());
+    auto j = ps::io::parse_json(old.metadata.at("config"));
+    ps::io::json_value::object o = j.as_object();
+    for (const char* k : {"preset", "projection", "projection-normalize", "proj-dropout", "gumbel", "ce-align-corners",
+                          "decoder-init", "contract-dilation", "class-weights"})
+      o.erase(k);
+    old.metadata["config"] = ps::io::json_value(std::move(o)).dump();
+    ps::io::write_safetensors((dir / "old.safetensors").string(), old);
+  }
+  auto e = run(PROTOSEG_EVAL_EXE, {"--checkpoint", (dir / "old.safetensors").string(), "--out",
+                                   (dir / "eval_old").string(), "--threads", "1"});
+  INFO(e.output);
+  CHECK(e.status == 0);
+
+  // Class weights: the Cityscapes ones need 19 classes; a file is read and checked.
+  r = run(PROTOSEG_TRAIN_EXE, with(small, {"--out", (dir / "w").string(), "--class-weights", "cityscapes"}));
+  CHECK(r.status == 2);
+  CHECK(r.output.find("--class-weights cityscapes: 19 weights for a data set of") != std::string::npos);
+  {
+    std::ofstream f(dir / "w.txt");
+    f << "1 2 3\n";
+  }
+  r = run(PROTOSEG_TRAIN_EXE, with(small, {"--out", (dir / "w").string(), "--class-weights", (dir / "w.txt").string()}));
+  CHECK(r.status == 2);
+  CHECK(r.output.find("w.txt': 3 weights for a data set of") != std::string::npos);
+  {
+    std::ofstream f(dir / "w.txt");
+    f << "1, 2, x\n";
+  }
+  r = run(PROTOSEG_TRAIN_EXE, with(small, {"--out", (dir / "w").string(), "--class-weights", (dir / "w.txt").string()}));
+  CHECK(r.status == 2);
+  CHECK(r.output.find("'x' is not a number") != std::string::npos);
+  r = run(PROTOSEG_TRAIN_EXE, with(small, {"--out", (dir / "w").string(), "--class-weights", (dir / "none.txt").string()}));
+  CHECK(r.status == 2);
+  CHECK(r.output.find("cannot read the file") != std::string::npos);
+  r = run(PROTOSEG_TRAIN_EXE, with(small, {"--out", (dir / "w").string(), "--preset", "slow"}));
+  CHECK(r.status == 2);
+  CHECK(r.output.find("--preset: 'slow' is not one of auto, published, fast") != std::string::npos);
+  r = run(PROTOSEG_TRAIN_EXE, with(small, {"--out", (dir / "w").string(), "--proj-dropout", "1"}));
+  CHECK(r.status == 2);
+  CHECK(r.output.find("--proj-dropout") != std::string::npos);
+  fs::remove_all(dir);
+}
+
 TEST_CASE("protoseg-train on Fashion-MNIST scenes writes metrics, pictures, weights, eval and infer read them") {
   const auto dir = work_dir("fashion");
   const auto out = dir / "run";
@@ -229,9 +314,11 @@ TEST_CASE("protoseg-train trains and evaluates on a Cityscapes-layout tree witho
   const auto out = dir / "run";
   auto r = run(PROTOSEG_TRAIN_EXE, with(tiny_model, {"--dataset", "cityscapes", "--data-root", root.string(),
                                                      "--iters", "3", "--batch", "2", "--crop", "64", "64",
-                                                     "--out", out.string()}));
+                                                     "--class-weights", "cityscapes", "--out", out.string()}));
   INFO(r.output);
   REQUIRE(r.status == 0);
+  CHECK(r.output.find("class-weighted CE (cityscapes)") != std::string::npos);
+  CHECK(r.output.find("preset published: as the published code") != std::string::npos);  // auto: published here
   const auto m = ps::io::parse_json(read_all(out / "metrics.json"));
   CHECK(m.find("per_class_iou")->as_object().size() == 19);
   CHECK(m.find("per_class_iou")->as_object().count("road") == 1);
