@@ -470,9 +470,12 @@ int run(int argc, char** argv) {
     }
     const bool stop = (c.stop_after > 0 && it == c.stop_after) || g_interrupted;
     if (last || stop || (c.checkpoint_every > 0 && it % c.checkpoint_every == 0)) {
-      save_checkpoint(it, seconds_before + bar.elapsed());
+      // The logs first: a run killed between the two writes then resumes
+      // from the previous checkpoint with logs that reach past it (cut on
+      // resume), never from a checkpoint whose last rows the logs lack.
       ex::write_text(out / "log.csv", csv_log(log));
       ex::write_text(out / "val.csv", csv_val(vals));
+      save_checkpoint(it, seconds_before + bar.elapsed());
     }
     if (stop && !last) {
       bar.interrupt();

@@ -10,7 +10,9 @@
 #include <protoseg/io/checkpoint.hpp>
 #include <protoseg/io/json.hpp>
 
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -352,6 +354,76 @@ TEST_CASE("an interrupted run resumed from its checkpoint ends with the same wei
     return out;
   };
   CHECK(log_losses(read_all(dir / "a" / "log.csv")) == log_losses(read_all(dir / "b" / "log.csv")));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("a run killed with SIGKILL at any moment resumes to the weights of an uninterrupted run, bit for bit") {
+  // Checkpoints every iteration, so kills land before, during and after
+  // checkpoint writes; each restart resumes from whatever the killed run
+  // left (--resume auto once a checkpoint exists). The weights, optimiser
+  // state and logged losses must end equal to an uninterrupted run's.
+  const auto dir = work_dir("sigkill");
+  const std::vector<std::string> common =
+      with(tiny_model, {"--scenes-train", "40", "--scenes-val", "4", "--iters", "10", "--batch", "2",
+                        "--checkpoint-every", "1", "--eval-every", "0", "--embedding", "none"});
+  auto a = run(PROTOSEG_TRAIN_EXE, with(common, {"--out", (dir / "a").string()}));
+  INFO(a.output);
+  REQUIRE(a.status == 0);
+  const fs::path out = dir / "b";
+  int kills = 0, finished = 0;
+  for (int attempt = 0; attempt < 60 && !finished; ++attempt) {
+    std::vector<std::string> args = with(common, {"--out", out.string()});
+    if (fs::exists(out / "checkpoint.safetensors")) args = with(args, {"--resume", "auto"});
+    std::vector<std::string> argv_s{PROTOSEG_TRAIN_EXE};
+    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& s : argv_s) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      if (FILE* devnull = std::freopen("/dev/null", "w", stdout)) (void)devnull;
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    // Kill after a delay that grows with each attempt (so the run progresses
+    // between kills) and varies within a step of 50 ms.
+    const int ms = 150 + 90 * attempt + (attempt * 37) % 50;
+    int status = 0;
+    bool exited = false;
+    for (int waited = 0; waited < ms; waited += 5) {
+      if (waitpid(pid, &status, WNOHANG) == pid) {
+        exited = true;
+        break;
+      }
+      usleep(5000);
+    }
+    if (!exited) {
+      kill(pid, SIGKILL);
+      REQUIRE(waitpid(pid, &status, 0) == pid);
+      if (WIFSIGNALED(status)) ++kills;
+    }
+    if (WIFEXITED(status)) {
+      CAPTURE(attempt);
+      REQUIRE(WEXITSTATUS(status) == 0);
+      finished = 1;
+    }
+  }
+  CAPTURE(kills);
+  REQUIRE(finished);
+  CHECK(kills >= 2);
+  // The checkpoint left after every kill was whole (each restart loaded it);
+  // no temporary file is left behind once the run ends.
+  CHECK_FALSE(fs::exists(out / "checkpoint.safetensors.tmp"));
+  check_same_state(dir / "a" / "checkpoint.safetensors", out / "checkpoint.safetensors");
+  auto log_losses = [](const std::string& csv) {
+    std::vector<std::string> rows;
+    std::stringstream ss(csv);
+    std::string line;
+    while (std::getline(ss, line)) rows.push_back(line.substr(0, line.rfind(',')));  // drop the seconds column
+    return rows;
+  };
+  CHECK(log_losses(read_all(dir / "a" / "log.csv")) == log_losses(read_all(out / "log.csv")));
   fs::remove_all(dir);
 }
 
