@@ -298,6 +298,11 @@ inline models::inference_options inference_options_of(const train_config& c) {
   o.stride_w = c.eval_stride[1];
   o.scales = c.eval_scales;
   o.flip = c.eval_flip;
+  // The evaluation upsamples the logits as the training CE did
+  // (--ce-align-corners; the published tester uses align_corners=True as its
+  // loss does): a model trained on align_corners=True logits and tested on
+  // False ones is tested half a pixel off.
+  o.align_corners = c.ce_align_corners;
   return o;
 }
 
@@ -558,6 +563,7 @@ inline train_config config_from_metadata(const std::map<std::string, std::string
     c.projection_normalize = "none";
     c.proj_dropout = 0;
     c.contract_dilation = false;
+    c.ce_align_corners = false;
   }
   t.apply_json(io::json_value(keep), "'" + path + "' config");
   return c;
