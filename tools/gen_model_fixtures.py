@@ -1,15 +1,19 @@
 #!/usr/bin/python3
 """Golden fixtures for protoseg's models and ProtoSeg head (tests/test_models.cpp).
 
-Run with Debian's PyTorch:  /usr/bin/python3 tools/gen_model_fixtures.py
+Run with Debian's PyTorch:  /usr/bin/python3 tools/gen_model_fixtures.py [NAME ...]
+(no NAME: every fixture; each seeds its own draws).
 
 The reference MiT is the PyTorch peer ../shared/peers/mit_torch_lib.py (the
 model the library must match); its parameters are renamed to the NVlabs /
-mmsegmentation names the C++ modules use. The SegFormer decoder and the
-ProtoSeg head and step are written here from the published architecture and
-from the semantics of ../shared/peers/proto_step_torch.py (the published
-`prototype_learning`), with Gumbel sampling off (the hard assignment is the
-argmax of the Sinkhorn assignment).
+mmsegmentation names the C++ modules use. The SegFormer decoder is written
+here from the published architecture. The ProtoSeg head, step and loss and
+the dilated ResNets are written here from the behaviour of the published
+code (tfzhou/ProtoSeg, mmsegmentation), not from protoseg's C++: see the
+comments above `PublishedProjection` and `MMSegResNetV1c` for what that
+means point by point (the projection head and its width normalisation,
+the -1 ignore label, Gumbel sampling of the updated prototype with the
+variates recorded, align_corners=True, class weights, contracted dilation).
 
 Parameters are not stored: both sides fill every parameter from its name
 with the same formula (`fill` below and `fill_parameters` in the test), so
@@ -20,19 +24,23 @@ float32-representable values. Files in tests/fixtures/models/:
       classes, train mode, no dropout / drop-path) on a 1x3x64x64 image: the
       four stage outputs, the logits, the weights w of the loss sum(w * logits),
       d loss / d image and d loss / d (a few parameters).
-  proto_step.safetensors  one ProtoSeg training step of the head (C=4, M=3,
-      D=16, 2x16x8x8 features, labels 2x16x16 with ignored pixels): logits,
-      prototype scores and targets, updated prototypes, CE / PPC / PPD /
-      total, d total / d features and d total / d every head parameter.
+  proto_step.safetensors  one ProtoSeg training step of the published head
+      (C=4, M=3, D=16, 2x16x8x8 features, labels 2x16x16 with void pixels,
+      class-weighted CE): logits, prototype scores and targets, updated
+      prototypes, CE / PPC / PPD / total, d total / d features and
+      d total / d every head parameter, the Gumbel variates used.
   resnet18.safetensors  the peer's ResNet-18 (torchvision names, eval mode)
       on 2x3x32x32 images: the four stage outputs, the loss sum_s sum(w_s * out_s),
       d loss / d image and d loss / d (a few parameters).
   model_step.safetensors  one training step of the whole ProtoSeg model
-      (MiT-B0, SegFormer decoder of width 16, head with C=4, M=3) on a
-      1x3x64x64 image with 1x64x64 labels: the same outputs as proto_step,
-      d total / d image and d total / d (a few parameters), and in the
-      metadata the largest relative value and gradient errors of PyTorch's
-      own float32 run (this step is ill-conditioned in float).
+      (MiT-B0, SegFormer decoder of width 16, the published head with C=4,
+      M=3) on a 1x3x64x64 image with 1x64x64 labels: the same outputs as
+      proto_step, d total / d image and d total / d (a few parameters), and
+      in the metadata the largest relative value and gradient errors of
+      PyTorch's own float32 run (this step is ill-conditioned in float).
+  resnet_d8.safetensors  mmsegmentation's ResNetV1c-50 and -18 at output
+      stride 8 with contract_dilation (eval mode) on a 1x3x32x32 image: the
+      four stage outputs; for ResNet-18 also d / d image of sum_s sum(w_s * out_s).
   param_counts.safetensors  metadata: parameter counts of MiT-B0..B5 and
       ResNet-18/34/50/101 (without the classification layer).
 """
