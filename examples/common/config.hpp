@@ -398,9 +398,9 @@ inline void add_model_options(option_table& t, train_config& c) {
   t.add_double("ppd-weight", &c.ppd_weight, "weight of the pixel-prototype distance loss", 0.0);
   t.add_double("drop-path", &c.drop_path, "MiT stochastic depth rate", 0.0);
   t.add_string("preset", &c.preset,
-               "published: every item below as the published ProtoSeg code; fast: protoseg's earlier choices, "
-               "which converge faster in the main job's budget; auto: fast on fashion-scenes, published elsewhere "
-               "(docs/models.md). Items given explicitly override it",
+               "published: every item below as the published ProtoSeg code; fast: protoseg's earlier choices "
+               "(the main job's: 0.4 points ahead there, within the seed noise); auto: fast on fashion-scenes, "
+               "published elsewhere (docs/models.md). Items given explicitly override it",
                {"auto", "published", "fast"});
   t.add_string("projection", &c.projection,
                "projection head: published (conv-ReLU-conv, contrast.py) or bn (conv-BN-ReLU-conv, projection.py)",
