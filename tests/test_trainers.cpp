@@ -90,6 +90,16 @@ void write_png_at(const fs::path& p, const ps::tensor<std::uint8_t>& im) {
   ps::data::write_png(p, im);
 }
 
+// The rows of a run's log.csv without the seconds column (equal for a run
+// and its resumed twin).
+std::vector<std::string> logged_losses(const fs::path& log_csv) {
+  std::vector<std::string> rows;
+  std::stringstream ss(read_all(log_csv));
+  std::string line;
+  while (std::getline(ss, line)) rows.push_back(line.substr(0, line.rfind(',')));
+  return rows;
+}
+
 // The tensors of two checkpoints are equal byte for byte.
 void check_same_state(const fs::path& a, const fs::path& b) {
   auto x = ps::io::read_safetensors(a.string()), y = ps::io::read_safetensors(b.string());
@@ -346,14 +356,7 @@ TEST_CASE("an interrupted run resumed from its checkpoint ends with the same wei
   CHECK(b2.output.find("resume from") != std::string::npos);
   check_same_state(dir / "a" / "checkpoint.safetensors", dir / "b" / "checkpoint.safetensors");
   // The log of the resumed run is the uninterrupted log (losses equal).
-  auto log_losses = [](const std::string& csv) {
-    std::vector<std::string> out;
-    std::stringstream ss(csv);
-    std::string line;
-    while (std::getline(ss, line)) out.push_back(line.substr(0, line.rfind(',')));  // drop the seconds column
-    return out;
-  };
-  CHECK(log_losses(read_all(dir / "a" / "log.csv")) == log_losses(read_all(dir / "b" / "log.csv")));
+  CHECK(logged_losses(dir / "a" / "log.csv") == logged_losses(dir / "b" / "log.csv"));
   fs::remove_all(dir);
 }
 
@@ -416,14 +419,7 @@ TEST_CASE("a run killed with SIGKILL at any moment resumes to the weights of an 
   // no temporary file is left behind once the run ends.
   CHECK_FALSE(fs::exists(out / "checkpoint.safetensors.tmp"));
   check_same_state(dir / "a" / "checkpoint.safetensors", out / "checkpoint.safetensors");
-  auto log_losses = [](const std::string& csv) {
-    std::vector<std::string> rows;
-    std::stringstream ss(csv);
-    std::string line;
-    while (std::getline(ss, line)) rows.push_back(line.substr(0, line.rfind(',')));  // drop the seconds column
-    return rows;
-  };
-  CHECK(log_losses(read_all(dir / "a" / "log.csv")) == log_losses(read_all(out / "log.csv")));
+  CHECK(logged_losses(dir / "a" / "log.csv") == logged_losses(out / "log.csv"));
   fs::remove_all(dir);
 }
 
